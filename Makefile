@@ -1,0 +1,47 @@
+# reproml: `make run` runs the whole pipeline offline; `make test` sets up and runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SOURCE ?= synthetic:96
+PROFILE ?= quick
+PIPELINE_REQS := env/requirements-pipeline.txt env/requirements-dev.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-all lint bench lab serve clean lock help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv from the pinned requirement files
+
+$(STAMP): $(PIPELINE_REQS) env/constraints-pipeline.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.1.1
+	$(BIN)/pip install --quiet $(addprefix -r ,$(PIPELINE_REQS)) -c env/constraints-pipeline.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+run: setup  ## run the whole pipeline on the embedded default (SOURCE=synthetic:96, PROFILE=quick)
+	$(BIN)/reproml run --source $(SOURCE) --profile $(PROFILE)
+
+test: setup  ## the fast test profile (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-all: setup  ## every test, the slow end-to-end runs included
+	$(BIN)/python -m pytest -q -m ""
+
+lint: setup  ## ruff over the package, notebooks, tests and benchmarks
+	$(BIN)/ruff check .
+
+bench: setup  ## benchmarks: print figures and ratios (see bench/README.md)
+	$(BIN)/python bench/run_all.py
+
+lock:  ## re-resolve env/constraints-pipeline.txt from the requirement files
+	rm -rf /tmp/reproml-lock && $(PYTHON) -m venv /tmp/reproml-lock
+	/tmp/reproml-lock/bin/pip install --quiet $(addprefix -r ,$(PIPELINE_REQS))
+	{ echo "# Every transitive package of .venv (pipeline + dev), frozen from a resolved install; regenerate with 'make lock'."; \
+	  /tmp/reproml-lock/bin/pip freeze; } > env/constraints-pipeline.txt
+
+clean:  ## remove the environments and the local store (asks nothing: the store is rebuilt by `make run`)
+	rm -rf $(VENV) .venv-lab .venv-serving .reproml reports/*/
