@@ -1,0 +1,411 @@
+"""The local store: repos, branches and commits in SQLite, file contents in an object store.
+
+A commit is written in three steps: started (invisible), files added, finished (one transaction that
+marks it finished and moves its branch). A failure or a kill before the last step leaves the branch
+where it was; `recover()` marks such leftovers as killed.
+"""
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reproml.errors import NotFound, ReproError
+from reproml.pfs.objects import ObjectStore
+from reproml.pfs.refs import DEFAULT_BRANCH, Ref, parse_ref
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS repos (
+    name TEXT PRIMARY KEY, description TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS commits (
+    id TEXT PRIMARY KEY, repo TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
+    origin TEXT NOT NULL, state TEXT NOT NULL, started REAL NOT NULL, finished REAL,
+    description TEXT NOT NULL, job_id TEXT, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS commits_by_repo ON commits (repo, seq);
+CREATE TABLE IF NOT EXISTS branches (
+    repo TEXT NOT NULL, name TEXT NOT NULL, head TEXT NOT NULL, PRIMARY KEY (repo, name));
+CREATE TABLE IF NOT EXISTS provenance (
+    commit_id TEXT NOT NULL, repo TEXT NOT NULL, input_commit TEXT NOT NULL,
+    PRIMARY KEY (commit_id, repo, input_commit));
+CREATE INDEX IF NOT EXISTS provenance_by_input ON provenance (input_commit);
+CREATE TABLE IF NOT EXISTS files (
+    commit_id TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (commit_id, path));
+"""
+
+
+@dataclass(frozen=True)
+class CommitRef:
+    """A commit named by repo and id, as provenance lists it."""
+
+    repo: str
+    id: str
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file of a commit: its path (no leading slash), content hash and size in bytes."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    """A repo with its newest finished commit on the default branch, if any."""
+
+    name: str
+    description: str
+    created: float
+    head: str | None
+    size: int
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit as `inspect commit` shows it."""
+
+    repo: str
+    id: str
+    branch: str
+    parent: str | None
+    origin: str
+    state: str
+    started: float
+    finished: float | None
+    description: str
+    job_id: str | None
+    provenance: list[CommitRef] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict; `provenance` as a list of {repo, id}."""
+        data = dict(self.__dict__)
+        data["provenance"] = [{"repo": p.repo, "id": p.id} for p in self.provenance]
+        return data
+
+
+class OpenCommit:
+    """A commit being written; files become visible only when it finishes."""
+
+    def __init__(self, store: "Store", info: CommitInfo, files: dict[str, FileInfo]):
+        self.store = store
+        self.info = info
+        self.files = files
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def put_file(self, path: str, data: bytes | Path, move: bool = False) -> FileInfo:
+        """Add or replace a file; `data` is bytes or a local file (moved into the store if `move`)."""
+        path = path.strip("/")
+        if isinstance(data, bytes | bytearray):
+            sha, size = self.store.objects.put_bytes(bytes(data))
+        else:
+            sha, size = self.store.objects.put_file(Path(data), move=move)
+        self.files[path] = FileInfo(path, sha, size)
+        return self.files[path]
+
+    def put_dir(self, source: Path, prefix: str = "", move: bool = False) -> int:
+        """Add every file under a local folder; return how many."""
+        count = 0
+        for file in sorted(p for p in Path(source).rglob("*") if p.is_file()):
+            rel = file.relative_to(source).as_posix()
+            self.put_file(f"{prefix.strip('/')}/{rel}" if prefix else rel, file, move=move)
+            count += 1
+        return count
+
+    def delete_file(self, path: str) -> None:
+        """Remove a file or every file under a folder path."""
+        path = path.strip("/")
+        for name in [n for n in self.files if n == path or n.startswith(path + "/")]:
+            del self.files[name]
+
+
+class Store:
+    """The store at a folder: `store.db` (SQLite), `objects/`, `tmp/`, `jobs/`.
+
+    Args:
+        root: the store folder; created if missing.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        for sub in ("objects", "tmp", "jobs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.objects = ObjectStore(self.root / "objects", self.root / "tmp")
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(self.root / "store.db", timeout=60, check_same_thread=False,
+                                  isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=60000")
+        self.db.executescript(SCHEMA)
+
+    @classmethod
+    def open(cls, root: str | Path | None = None) -> "Store":
+        """Open the store at `root`, else `$REPROML_STORE`, else `./.reproml`."""
+        return cls(Path(root or os.environ.get("REPROML_STORE") or ".reproml").resolve())
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: writers queue instead of failing)."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    @contextmanager
+    def run_lock(self, on_wait=None) -> Iterator[None]:
+        """Hold the store's run lock: one engine run at a time; others wait for it.
+
+        Args:
+            on_wait: called once with the holder's description if the lock is busy.
+        """
+        path = self.root / "run.lock"
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                if on_wait:
+                    on_wait(handle.read().strip() or "another reproml process")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # Repos and branches
+
+    def create_repo(self, name: str, description: str = "", exist_ok: bool = False) -> None:
+        """Create a repo (names as Pachyderm allows: letters, digits, `_`, `-`)."""
+        parse_ref(name)
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM repos WHERE name=?", (name,)).fetchone():
+                if exist_ok:
+                    return
+                raise ReproError(f"repo {name!r} already exists")
+            db.execute("INSERT INTO repos VALUES (?,?,?)", (name, description, time.time()))
+
+    def has_repo(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM repos WHERE name=?", (name,)).fetchone() is not None
+
+    def list_repos(self) -> list[RepoInfo]:
+        rows = self.db.execute(
+            "SELECT r.name, r.description, r.created, b.head,"
+            " (SELECT COALESCE(SUM(size),0) FROM files WHERE commit_id=b.head) AS size"
+            " FROM repos r LEFT JOIN branches b ON b.repo=r.name AND b.name=? ORDER BY r.created",
+            (DEFAULT_BRANCH,)).fetchall()
+        return [RepoInfo(r["name"], r["description"], r["created"], r["head"], r["size"]) for r in rows]
+
+    def branch_head(self, repo: str, branch: str = DEFAULT_BRANCH) -> str | None:
+        row = self.db.execute("SELECT head FROM branches WHERE repo=? AND name=?", (repo, branch)).fetchone()
+        return row["head"] if row else None
+
+    # Commits
+
+    def _require_repo(self, repo: str) -> None:
+        if not self.has_repo(repo):
+            known = ", ".join(r.name for r in self.list_repos()) or "none yet"
+            raise NotFound(f"no repo named {repo!r} (repos: {known})",
+                           "run `reproml run` to create the pipeline repos, or `reproml list repo`")
+
+    def start_commit(self, repo: str, branch: str = DEFAULT_BRANCH, provenance: Iterable[CommitRef] = (),
+                     origin: str = "user", description: str = "", job_id: str | None = None,
+                     inherit: bool = True) -> OpenCommit:
+        """Begin a commit on `branch`; with `inherit` it starts from the head's files (as `put file`)."""
+        self._require_repo(repo)
+        commit_id = uuid.uuid4().hex
+        parent = self.branch_head(repo, branch)
+        now = time.time()
+        provenance = list(provenance)
+        with self.transaction() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq),0)+1 FROM commits").fetchone()[0]
+            db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (commit_id, repo, branch, parent, origin, "started", now, None, description,
+                        job_id, seq))
+            db.executemany("INSERT OR IGNORE INTO provenance VALUES (?,?,?)",
+                           [(commit_id, p.repo, p.id) for p in provenance])
+        files = {f.path: f for f in self.files_of(parent)} if (inherit and parent) else {}
+        info = CommitInfo(repo, commit_id, branch, parent, origin, "started", now, None, description,
+                          job_id, provenance)
+        return OpenCommit(self, info, files)
+
+    def finish_commit(self, commit: OpenCommit) -> CommitInfo:
+        """Write the files and make the commit visible by moving its branch, atomically."""
+        with self.transaction() as db:
+            db.executemany("INSERT INTO files VALUES (?,?,?,?)",
+                           [(commit.id, f.path, f.sha256, f.size) for f in commit.files.values()])
+            db.execute("UPDATE commits SET state='finished', finished=? WHERE id=?", (time.time(), commit.id))
+            db.execute("INSERT INTO branches VALUES (?,?,?) ON CONFLICT(repo, name) DO UPDATE SET head=?",
+                       (commit.info.repo, commit.info.branch, commit.id, commit.id))
+        return self.inspect_commit(CommitRef(commit.info.repo, commit.id))
+
+    def fail_commit(self, commit: OpenCommit, state: str = "failed") -> None:
+        """Mark an unfinished commit as failed; its branch does not move and its files are dropped."""
+        with self.transaction() as db:
+            db.execute("UPDATE commits SET state=?, finished=? WHERE id=? AND state='started'",
+                       (state, time.time(), commit.id))
+
+    @contextmanager
+    def commit(self, repo: str, branch: str = DEFAULT_BRANCH, **kwargs) -> Iterator[OpenCommit]:
+        """`with store.commit(repo) as c: c.put_file(...)`: finished on exit, failed on an exception."""
+        open_commit = self.start_commit(repo, branch, **kwargs)
+        try:
+            yield open_commit
+        except BaseException:
+            self.fail_commit(open_commit)
+            raise
+        open_commit.info = self.finish_commit(open_commit)
+
+    def recover(self) -> list[str]:
+        """Mark commits left started by a killed process as killed; empty `tmp/`. Needs the run lock."""
+        with self.transaction() as db:
+            rows = db.execute("SELECT id FROM commits WHERE state='started'").fetchall()
+            db.execute("UPDATE commits SET state='killed', finished=? WHERE state='started'", (time.time(),))
+        for leftover in (self.root / "tmp").iterdir():
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        return [r["id"] for r in rows]
+
+    def resolve(self, ref: "str | Ref | CommitRef | CommitInfo") -> CommitRef:
+        """Turn `repo@branch`, `repo@commit`, `repo@branch^N` or a commit object into a CommitRef."""
+        if isinstance(ref, CommitRef):
+            return ref
+        if isinstance(ref, CommitInfo):
+            return CommitRef(ref.repo, ref.id)
+        ref = parse_ref(ref) if isinstance(ref, str) else ref
+        self._require_repo(ref.repo)
+        name, _, ancestry = ref.ref.partition("^")
+        commit_id = self.branch_head(ref.repo, name)
+        if commit_id is None:
+            row = self.db.execute("SELECT id FROM commits WHERE repo=? AND (id=? OR id LIKE ?)",
+                                  (ref.repo, name, name + "%")).fetchall()
+            if len(row) != 1:
+                what = "is ambiguous" if row else "names no branch or commit"
+                raise NotFound(f"{ref.repo}@{name} {what}",
+                               f"see `reproml list commit {ref.repo}` for the commits of {ref.repo}")
+            commit_id = row[0]["id"]
+        for _ in range(int(ancestry or 1) if "^" in ref.ref else 0):
+            commit_id = self.inspect_commit(CommitRef(ref.repo, commit_id)).parent
+            if commit_id is None:
+                raise NotFound(f"{ref} goes back further than the first commit of {ref.repo}")
+        return CommitRef(ref.repo, commit_id)
+
+    def _commit_info(self, row: sqlite3.Row) -> CommitInfo:
+        prov = self.db.execute("SELECT repo, input_commit FROM provenance WHERE commit_id=? ORDER BY repo",
+                               (row["id"],)).fetchall()
+        return CommitInfo(row["repo"], row["id"], row["branch"], row["parent"], row["origin"], row["state"],
+                          row["started"], row["finished"], row["description"], row["job_id"],
+                          [CommitRef(p["repo"], p["input_commit"]) for p in prov])
+
+    def inspect_commit(self, ref: "str | Ref | CommitRef | CommitInfo") -> CommitInfo:
+        """Everything about one commit, whatever its state."""
+        commit = self.resolve(ref)
+        row = self.db.execute("SELECT * FROM commits WHERE id=?", (commit.id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no commit {commit.id} in {commit.repo}")
+        return self._commit_info(row)
+
+    def list_commits(self, repo: str, branch: str | None = None, all_states: bool = False) -> list[CommitInfo]:
+        """Commits of a repo, newest first; only finished ones unless `all_states`."""
+        self._require_repo(repo)
+        sql = "SELECT * FROM commits WHERE repo=?"
+        args: list = [repo]
+        if branch:
+            sql += " AND branch=?"
+            args.append(branch)
+        if not all_states:
+            sql += " AND state='finished'"
+        return [self._commit_info(r) for r in self.db.execute(sql + " ORDER BY seq DESC", args)]
+
+    def downstream(self, commit: CommitRef) -> list[CommitRef]:
+        """Commits that name this one in their provenance."""
+        rows = self.db.execute(
+            "SELECT c.repo, c.id FROM provenance p JOIN commits c ON c.id=p.commit_id"
+            " WHERE p.input_commit=? AND c.state='finished' ORDER BY c.seq", (commit.id,)).fetchall()
+        return [CommitRef(r["repo"], r["id"]) for r in rows]
+
+    # Files
+
+    def files_of(self, commit_id: str) -> list[FileInfo]:
+        """Files of a commit given by id, sorted by path."""
+        rows = self.db.execute("SELECT path, sha256, size FROM files WHERE commit_id=? ORDER BY path",
+                               (commit_id,)).fetchall()
+        return [FileInfo(r["path"], r["sha256"], r["size"]) for r in rows]
+
+    def list_files(self, ref, prefix: str = "") -> list[FileInfo]:
+        """Files of a commit (all of them, or those under `prefix`), sorted by path."""
+        files = self.files_of(self.resolve(ref).id)
+        prefix = prefix.strip("/")
+        if prefix:
+            files = [f for f in files if f.path == prefix or f.path.startswith(prefix + "/")]
+        return files
+
+    def file_info(self, ref, path: str) -> FileInfo:
+        path = path.strip("/")
+        for info in self.list_files(ref, path):
+            if info.path == path:
+                return info
+        raise NotFound(f"no file {path!r} in {ref}", f"see `reproml list file {ref}`")
+
+    def read_file(self, ref, path: str) -> bytes:
+        """The bytes of one file of a commit."""
+        return self.objects.path(self.file_info(ref, path).sha256).read_bytes()
+
+    def materialize(self, ref, dest: Path, prefix: str = "", files: list[FileInfo] | None = None) -> Path:
+        """Lay a commit's files (or those under `prefix`) out under `dest`, hard-linked, not copied."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for info in files if files is not None else self.list_files(ref, prefix):
+            self.objects.link(info.sha256, dest / info.path)
+        return dest
+
+    def fsck(self) -> list[str]:
+        """Check every stored blob against its hash; return one line per problem."""
+        from reproml.pfs.objects import sha256_file
+
+        problems = []
+        rows = self.db.execute(
+            "SELECT sha256, MIN(commit_id) AS commit_id, MIN(path) AS path FROM files GROUP BY sha256")
+        for row in rows.fetchall():
+            blob = self.objects.path(row["sha256"])
+            if not blob.exists():
+                problems.append(f"missing content of {row['path']} (commit {row['commit_id']})")
+            elif sha256_file(blob) != row["sha256"]:
+                problems.append(f"corrupt content of {row['path']} (commit {row['commit_id']}): "
+                                f"{blob} no longer hashes to {row['sha256'][:12]}")
+        return problems
+
+    def connection(self) -> sqlite3.Connection:
+        """The metadata database, for tables that other modules keep beside the store's (jobs, datums)."""
+        return self.db
+
+
+def dumps(value) -> str:
+    """JSON with sorted keys: the form the store keeps structured values in."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,279 @@
+"""Run ONE stage notebook: jupytext `.py` -> papermill -> executed notebook + provenance.
+
+    python -m reproml.stage notebooks/train.py --in data_dir=transform -p epochs 10
+
+Inputs are parameters resolved under `$PFS_ROOT` (default `/pfs`); `output_dir` is `$PFS_ROOT/out`.
+The executed notebook is written into the output; on failure the partially executed notebook is
+kept (in `$REPROML_FAILED_DIR` when the local engine runs the stage) and the exit status is 1.
+"""
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reproml import __version__
+from reproml.errors import ParameterError, ReproError, StageFailed
+from reproml.provenance import canonical_hash, environment_fingerprint, git_state, tree_hash
+
+PROJECT = Path(__file__).resolve().parent.parent
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+SCRAP_MIME = "application/scrapbook.scrap.json+json"
+_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+@dataclass
+class StageRequest:
+    """What to run: a notebook, its input paths and commit ids, parameters, and where its report goes."""
+
+    notebook: Path
+    inputs: dict[str, str] = field(default_factory=dict)  # parameter -> path relative to $PFS_ROOT
+    commits: dict[str, str] = field(default_factory=dict)  # parameter -> input name
+    parameters: dict[str, str] = field(default_factory=dict)
+    report: str = ""
+
+    @property
+    def stage(self) -> str:
+        return self.notebook.stem
+
+
+def read_notebook(path: Path):
+    """Read a jupytext `.py` (or an `.ipynb`) and make sure papermill finds a kernel for it."""
+    import jupytext
+
+    if not path.exists():
+        raise ReproError(f"no notebook at {path}", "stage notebooks live in notebooks/<stage>.py")
+    nb = jupytext.read(path)
+    nb.metadata.setdefault("kernelspec", KERNELSPEC)  # papermill: "No kernel name found" otherwise
+    for cell in nb.cells:
+        cell.metadata.setdefault("tags", [])  # papermill reads cell.metadata.tags on every cell
+    return nb
+
+
+def declared_parameters(nb) -> dict:
+    """The parameters cell as {name: (type name, default source, help)}."""
+    from papermill.inspection import _infer_parameters
+
+    return {p.name: (p.inferred_type_name, p.default, p.help) for p in _infer_parameters(nb)}
+
+
+def coerce(name: str, value, type_name: str):
+    """Convert a command-line value to the parameter's declared type, or say what was expected."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+        if type_name == "bool":
+            return _BOOL[value.strip().lower()]
+        if type_name in ("list", "dict") or type_name.startswith(("list[", "dict[")):
+            parsed = json.loads(value) if value.strip()[:1] in "[{" else ast.literal_eval(value)
+            if not isinstance(parsed, list | dict):
+                raise ValueError(value)
+            return parsed
+    except (ValueError, KeyError, SyntaxError) as error:
+        raise ParameterError(f"parameter {name!r} expects {type_name}, got {value!r}",
+                             "booleans are true/false; lists and dicts are JSON") from error
+    return value
+
+
+def resolve_parameters(request: StageRequest, declared: dict, pfs_root: Path) -> dict:
+    """Merge inputs, commit ids, output_dir and `-p` values; unknown names are an error."""
+    if "output_dir" not in declared:
+        raise ParameterError(f"{request.notebook} has no `output_dir` parameter",
+                             "every stage notebook declares `output_dir: str` in its parameters cell")
+    values = {name: str(pfs_root / rel) for name, rel in request.inputs.items()}
+    for name, input_name in request.commits.items():
+        commit = os.environ.get(f"{input_name}_COMMIT")
+        if not commit:
+            raise ReproError(f"--commit {name}={input_name}: ${input_name}_COMMIT is not set",
+                             "the engine sets <input>_COMMIT for each input; check the input's name")
+        values[name] = commit
+    values.update(request.parameters)
+    values["output_dir"] = str(pfs_root / "out")
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        valid = ", ".join(f"{n}: {t}" for n, (t, _, _) in declared.items())
+        raise ParameterError(f"{request.notebook.name} has no parameter {', '.join(map(repr, unknown))}",
+                             f"valid parameters: {valid}")
+    return {name: coerce(name, value, declared[name][0]) for name, value in values.items()}
+
+
+def datum_name(request: StageRequest, pfs_root: Path) -> str:
+    """A readable name for the datum: the single entry under each input (e.g. `shard-03`)."""
+    names = []
+    for rel in request.inputs.values():
+        folder = pfs_root / rel
+        entries = sorted(os.listdir(folder)) if folder.is_dir() else []
+        names.append(entries[0] if len(entries) == 1 else Path(rel).name)
+    return "+".join(names) or "all"
+
+
+def input_provenance(request: StageRequest, pfs_root: Path) -> list[dict]:
+    """Each input folder under $PFS_ROOT with its commit and content hash (given by the engine if it knows)."""
+    known = json.loads(os.environ.get("REPROML_INPUT_HASHES", "{}"))
+    inputs = []
+    for folder in sorted(p for p in pfs_root.iterdir() if p.is_dir() and p.name != "out") if pfs_root.is_dir() else []:
+        inputs.append({"name": folder.name, "commit": os.environ.get(f"{folder.name}_COMMIT"),
+                       "sha256": known.get(folder.name) or tree_hash(folder)})
+    return inputs
+
+
+def spec_provenance() -> dict | None:
+    """The pipeline spec this run belongs to (by `PPS_PIPELINE_NAME`), with its hash; None by hand."""
+    pipeline = os.environ.get("PPS_PIPELINE_NAME")
+    if not pipeline:
+        return None
+    import yaml
+
+    path = PROJECT / "pachyderm" / f"{pipeline}.yaml"
+    if not path.exists():
+        raise ReproError(f"pipeline {pipeline!r} has no spec at {path}",
+                         "the project (and its pachyderm/ folder) must be in the image")
+    return {"pipeline": pipeline, "path": f"pachyderm/{pipeline}.yaml",
+            "sha256": canonical_hash(yaml.safe_load(path.read_text()))}
+
+
+def collect_provenance(request: StageRequest, parameters: dict, pfs_root: Path) -> dict:
+    """Everything that made this result, as recorded in the notebook's metadata and scrap."""
+    return {
+        "stage": request.stage,
+        "notebook": {"path": str(request.notebook.resolve().relative_to(PROJECT))
+                     if request.notebook.resolve().is_relative_to(PROJECT) else str(request.notebook),
+                     "sha256": hashlib.sha256(request.notebook.read_bytes()).hexdigest()},
+        "parameters": parameters,
+        "inputs": input_provenance(request, pfs_root),
+        "spec": spec_provenance(),
+        "git": git_state(PROJECT),
+        "environment": environment_fingerprint(),
+        "seed": parameters.get("seed"),
+        "profile": os.environ.get("REPROML_PROFILE"),
+        "job_id": os.environ.get("PACH_JOB_ID"),
+        "datum_id": os.environ.get("PACH_DATUM_ID"),
+        "output_commit": os.environ.get("PACH_OUTPUT_COMMIT_ID"),
+        "runner": f"reproml {__version__}",
+    }
+
+
+def provenance_cell(provenance: dict):
+    """A code cell holding the provenance as a scrapbook scrap and a readable summary."""
+    import nbformat
+
+    lines = [f"- **{k}**: `{json.dumps(v, sort_keys=True)}`" for k, v in provenance.items()
+             if k in ("stage", "parameters", "inputs", "git", "seed", "profile", "job_id")]
+    cell = nbformat.v4.new_code_cell(
+        source='# Provenance, recorded by the stage runner (reproml.stage). Read it back with:\n'
+               '# scrapbook.read_notebook(path).scraps["provenance"].data',
+        metadata={"tags": ["provenance"]})
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={SCRAP_MIME: {
+            "name": "provenance", "data": provenance, "encoder": "json", "version": 1}},
+            metadata={"scrapbook": {"name": "provenance", "data": True, "display": False}}),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "\n".join(lines)}),
+    ]
+    return cell
+
+
+def _failed_notebook_home(report: Path, request: StageRequest) -> Path:
+    failed_dir = os.environ.get("REPROML_FAILED_DIR")
+    if not failed_dir:
+        return report
+    target = Path(failed_dir) / report.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(report, target)
+    return target
+
+
+def run_stage(request: StageRequest, pfs_root: Path | None = None) -> Path:
+    """Execute one stage notebook and return the path of the executed notebook.
+
+    Raises:
+        StageFailed: the notebook raised; the message names stage, datum and cell.
+    """
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    pfs_root = Path(pfs_root or os.environ.get("PFS_ROOT", "/pfs"))
+    nb = read_notebook(request.notebook)
+    parameters = resolve_parameters(request, declared_parameters(nb), pfs_root)
+    out = pfs_root / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    name = (request.report or f"{request.stage}.ipynb").replace("{datum}", datum_name(request, pfs_root))
+    report = out / name
+    report.parent.mkdir(parents=True, exist_ok=True)
+    provenance = collect_provenance(request, parameters, pfs_root)
+    started = time.time()
+    try:
+        executed = papermill.execute_notebook(
+            nb, str(report), parameters=parameters, kernel_name=KERNELSPEC["name"], progress_bar=False,
+            log_output=True, cwd=str(PROJECT), shutdown_kernel="immediate")
+    except PapermillExecutionError as error:
+        kept = _failed_notebook_home(report, request)
+        datum = os.environ.get("PACH_DATUM_ID", datum_name(request, pfs_root))
+        raise StageFailed(
+            f"stage {request.stage!r} failed in cell {error.cell_index} (execution count {error.exec_count}),"
+            f" datum {datum}: {error.ename}: {error.evalue}",
+            f"open the partially executed notebook {kept} (the failing cell is marked)") from None
+    provenance["duration_s"] = round(time.time() - started, 3)
+    executed.metadata["reproml"] = {"provenance": provenance}
+    position = next((i + 1 for i, c in enumerate(executed.cells) if "parameters" in c.metadata.get("tags", [])
+                     or "injected-parameters" in c.metadata.get("tags", [])), 0)
+    while position < len(executed.cells) and "injected-parameters" in executed.cells[position].metadata.get(
+            "tags", []):
+        position += 1
+    executed.cells.insert(position, provenance_cell(provenance))
+    nbformat.write(executed, report)
+    return report
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"{flag} expects PARAM=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m reproml.stage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebook", type=Path, help="the stage notebook, e.g. notebooks/train.py")
+    parser.add_argument("--in", dest="inputs", action="append", default=[], metavar="PARAM=PATH",
+                        type=lambda t: _pair(t, "--in"), help="set PARAM to $PFS_ROOT/PATH (an input)")
+    parser.add_argument("--commit", dest="commits", action="append", default=[], metavar="PARAM=INPUT",
+                        type=lambda t: _pair(t, "--commit"), help="set PARAM to the id of INPUT's commit")
+    parser.add_argument("--report", default="", help="executed notebook path in the output "
+                        "(default <stage>.ipynb; {datum} expands to the datum's name)")
+    parser.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="a notebook parameter (later values win)")
+    parser.add_argument("--help-notebook", action="store_true", help="list the notebook's parameters and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.help_notebook:
+            for name, (type_name, default, help_text) in declared_parameters(read_notebook(args.notebook)).items():
+                print(f"  {name}: {type_name} = {default}  # {help_text}")
+            return 0
+        request = StageRequest(args.notebook, dict(args.inputs), dict(args.commits), dict(args.parameters),
+                               args.report)
+        report = run_stage(request)
+    except ReproError as error:
+        print(f"reproml.stage: error: {error}", file=sys.stderr)
+        return 1
+    print(f"reproml.stage: wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
