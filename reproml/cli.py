@@ -1,0 +1,264 @@
+"""`reproml`: run the pipelines locally and look at what they made, with pachctl's verbs."""
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from reproml import __version__
+from reproml.errors import ReproError
+from reproml.pfs import Store, parse_ref
+
+EXAMPLES = """examples:
+  reproml run --source synthetic:96 --profile quick      the whole pipeline, offline
+  reproml run --until transform --source ./oxford-pets   the data stages on a folder with the two archives
+  reproml run -p model.learning_rate=0.003               one parameter of one pipeline
+  reproml list commit transform                          the commits of a repo (newest first)
+  reproml inspect commit evaluate@master --json          one commit with its provenance
+  reproml get file evaluate@master:Report.ipynb -o Report.ipynb
+  reproml list job; reproml inspect job JOB; reproml logs --job JOB
+"""
+
+
+def _when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S") if stamp else "-"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def parse_params(items: list[str]) -> dict[str, dict]:
+    """`-p PIPELINE.NAME=VALUE` items as {pipeline: {name: value}}."""
+    params: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        pipeline, dot, name = key.partition(".")
+        if not sep or not dot or not pipeline or not name:
+            raise ReproError(f"cannot read -p {item!r}", "write -p PIPELINE.NAME=VALUE, e.g. -p model.epochs=20")
+        params.setdefault(pipeline, {})[name] = value
+    return params
+
+
+# Commands
+
+
+def cmd_run(args, store: Store) -> int:
+    from reproml.pps.engine import Engine, find_project
+
+    engine = Engine(store, find_project(), progress=lambda line: print(line, flush=True))
+    params = parse_params(args.param)
+    if args.source:
+        params.setdefault("stream", {})["source"] = args.source
+    started = time.time()
+    result = engine.run(until=args.until, profile=args.profile, params=params)
+    print(f"done in {time.time() - started:.1f}s: " + ", ".join(f"{p.pipeline} {p.status}" for p in result.pipelines))
+    return 1 if result.failed else 0
+
+
+def cmd_list_repo(args, store: Store) -> int:
+    repos = store.list_repos()
+    if args.json:
+        _print_json([{"name": r.name, "description": r.description, "created": r.created, "head": r.head,
+                      "size": r.size} for r in repos])
+        return 0
+    _table([[r.name, _when(r.created), _size(r.size), (r.head or "-")[:12], r.description[:60]] for r in repos],
+           ["NAME", "CREATED", "SIZE (MASTER)", "HEAD", "DESCRIPTION"])
+    return 0
+
+
+def cmd_list_commit(args, store: Store) -> int:
+    ref = parse_ref(args.repo)
+    branch = ref.ref if "@" in args.repo else None
+    commits = store.list_commits(ref.repo, branch=branch, all_states=args.all)
+    if args.json:
+        _print_json([c.to_json() for c in commits])
+        return 0
+    rows = [[c.repo, c.branch, c.id, c.state, _when(c.started), _when(c.finished),
+             ", ".join(f"{p.repo}@{p.id[:12]}" for p in c.provenance) or "-"] for c in commits]
+    _table(rows, ["REPO", "BRANCH", "COMMIT", "STATE", "STARTED", "FINISHED", "PROVENANCE"])
+    return 0
+
+
+def cmd_inspect_commit(args, store: Store) -> int:
+    info = store.inspect_commit(args.ref)
+    data = info.to_json()
+    data["size"] = sum(f.size for f in store.files_of(info.id))
+    data["files"] = len(store.files_of(info.id))
+    if args.json:
+        _print_json(data)
+        return 0
+    for key in ("repo", "branch", "id", "parent", "origin", "state", "job_id", "description", "files"):
+        print(f"{key.replace('_', ' ').title():<12} {data[key] if data[key] is not None else '-'}")
+    print(f"{'Size':<12} {_size(data['size'])}")
+    print(f"{'Started':<12} {_when(info.started)}\n{'Finished':<12} {_when(info.finished)}")
+    print(f"{'Provenance':<12} " + (", ".join(f"{p.repo}@{p.id}" for p in info.provenance) or "-"))
+    return 0
+
+
+def cmd_list_file(args, store: Store) -> int:
+    ref = parse_ref(args.ref)
+    files = store.list_files(f"{ref.repo}@{ref.ref}", ref.path)
+    if args.json:
+        _print_json([{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files])
+        return 0
+    _table([[f"/{f.path}", _size(f.size), f.sha256[:12]] for f in files], ["PATH", "SIZE", "SHA256"])
+    return 0
+
+
+def cmd_get_file(args, store: Store) -> int:
+    ref = parse_ref(args.ref)
+    if not ref.path:
+        raise ReproError(f"{args.ref} names no file", "write REPO@REF:PATH, e.g. evaluate@master:evaluation.json")
+    data = store.read_file(f"{ref.repo}@{ref.ref}", ref.path)
+    if args.output:
+        Path(args.output).write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def cmd_list_job(args, store: Store) -> int:
+    from reproml.pps.jobs import Jobs
+
+    jobs = Jobs(store).list(args.pipeline)
+    if args.json:
+        _print_json([j.to_json() for j in jobs])
+        return 0
+    rows = [[j.id, j.pipeline, j.state, _when(j.started),
+             f"{(j.finished or time.time()) - j.started:.1f}s",
+             f"{j.datums_processed} run + {j.datums_skipped} reused / {j.datums_total}",
+             (j.output_commit or "-")[:12]] for j in jobs]
+    _table(rows, ["JOB", "PIPELINE", "STATE", "STARTED", "DURATION", "DATUMS", "OUTPUT COMMIT"])
+    return 0
+
+
+def cmd_inspect_job(args, store: Store) -> int:
+    from reproml.pps.jobs import Jobs
+
+    jobs = Jobs(store)
+    job = jobs.inspect(args.job)
+    data = job.to_json()
+    data["datums"] = jobs.datum_runs(job.id)
+    if args.json:
+        _print_json(data)
+        return 0
+    for key in ("id", "pipeline", "state", "output_commit", "reason", "failed_notebook"):
+        if data[key]:
+            print(f"{key.replace('_', ' ').title():<16} {data[key]}")
+    print(f"{'Started':<16} {_when(job.started)}\n{'Finished':<16} {_when(job.finished)}")
+    print(f"{'Datums':<16} {job.datums_total} total, {job.datums_processed} run, {job.datums_skipped} reused")
+    print(f"{'Command':<16} {' '.join(job.details.get('cmd', []))}")
+    if job.failed_notebook:
+        print(f"\nThe partially executed notebook of the failed datum: {job.failed_notebook}")
+    for run in data["datums"]:
+        print(f"  {run['state']:<8} {run['label']}  {run['seconds']}s  {run['attempts']} attempt(s)  {run['log']}")
+    return 0
+
+
+def cmd_logs(args, store: Store) -> int:
+    from reproml.pps.jobs import Jobs
+
+    jobs = Jobs(store)
+    if args.job:
+        job = jobs.inspect(args.job)
+    else:
+        found = jobs.list(args.pipeline)
+        if not found:
+            raise ReproError("no jobs yet" + (f" for {args.pipeline}" if args.pipeline else ""), "run `reproml run`")
+        job = found[0]
+    for run in jobs.datum_runs(job.id):
+        print(f"=== {job.pipeline} job {job.id[:12]} datum {run['label']} ({run['state']})")
+        if run["log"] and Path(run["log"]).exists():
+            print(Path(run["log"]).read_text(errors="replace").rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reproml", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"reproml {__version__}")
+    parser.add_argument("--store", help="the local store folder (default: $REPROML_STORE or ./.reproml)")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+
+    run = verbs.add_parser("run", help="run the pipelines of pachyderm/ on the local store",
+                           description="Run the pipelines in DAG order; unchanged datums are reused, "
+                                       "so a second run of an unchanged DAG does no work.")
+    run.add_argument("--until", metavar="PIPELINE", help="stop after this pipeline (and run only what it needs)")
+    run.add_argument("--source", help="stream's data source: synthetic[:N], a folder or file:// URL holding "
+                                      "images.tar.gz and annotations.tar.gz, or oxford (downloads)")
+    run.add_argument("--profile", help="parameter overrides from profiles/NAME.yaml (quick, full)")
+    run.add_argument("-p", dest="param", action="append", default=[], metavar="PIPELINE.NAME=VALUE",
+                     help="a parameter of one pipeline's notebook (repeatable; wins over the profile)")
+    run.set_defaults(func=cmd_run)
+
+    groups = {name: verbs.add_parser(name, help=text).add_subparsers(dest="what", metavar="WHAT", required=True)
+              for name, text in (("list", "list repos, commits, files or jobs"),
+                                 ("inspect", "show one commit or job"), ("get", "get a file's content"))}
+
+    def add(group: str, what: str, func, help_text: str, *arguments, json_flag: bool = True):
+        sub = groups[group].add_parser(what, help=help_text, description=help_text)
+        for name, kwargs in arguments:
+            sub.add_argument(name, **kwargs)
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        sub.set_defaults(func=func)
+        return sub
+
+    add("list", "repo", cmd_list_repo, "the repos of the store")
+    add("list", "commit", cmd_list_commit, "the finished commits of a repo, newest first",
+        ("repo", {"metavar": "REPO[@BRANCH]"}),
+        ("--all", {"action": "store_true", "help": "include started, failed and killed commits"}))
+    add("list", "file", cmd_list_file, "the files of a commit", ("ref", {"metavar": "REPO@REF[:PATH]"}))
+    add("list", "job", cmd_list_job, "the jobs of every pipeline, newest first",
+        ("--pipeline", {"help": "only this pipeline's jobs"}))
+    add("inspect", "commit", cmd_inspect_commit, "one commit: state, times, provenance",
+        ("ref", {"metavar": "REPO@BRANCH|REPO@COMMIT"}))
+    add("inspect", "job", cmd_inspect_job, "one job: datums, logs, the failed notebook if any",
+        ("job", {"metavar": "JOB"}))
+    add("get", "file", cmd_get_file, "write a file of a commit to stdout or -o FILE",
+        ("ref", {"metavar": "REPO@REF:PATH"}), ("-o", {"dest": "output", "help": "write to this file"}),
+        json_flag=False)
+
+    logs = verbs.add_parser("logs", help="the logs of a job's datums (the newest job by default)")
+    logs.add_argument("--job", help="a job id (see `reproml list job`)")
+    logs.add_argument("--pipeline", help="the newest job of this pipeline")
+    logs.set_defaults(func=cmd_logs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store = Store.open(args.store or os.environ.get("REPROML_STORE"))
+        return args.func(args, store)
+    except ReproError as error:
+        print(f"reproml: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `reproml list file ... | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("reproml: interrupted; unfinished commits are discarded at the next run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The local engine: runs the pipelines of `pachyderm/` against the local store, as pachd would.
+
+For each pipeline in DAG order it reads its inputs' branch heads, splits them into datums, skips
+datums whose inputs, transform and code are unchanged (reusing their outputs), runs the others as
+subprocesses with Pachyderm's environment, and merges their outputs into one output commit that
+becomes visible only when every datum succeeded.
+"""
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from reproml.errors import InvalidSpec, JobFailed, ReproError
+from reproml.pfs import CommitRef, FileInfo, Store
+from reproml.pps.datums import Datum, compute_datums
+from reproml.pps.jobs import Jobs
+from reproml.pps.spec import PipelineSpec, load_specs, topological_order, upstream_closure
+from reproml.provenance import canonical_hash, tree_hash
+
+# Code whose change changes what a stage computes: it is part of every datum's cache key.
+CODE_FILES = ("reproml/stage.py", "reproml/seg")
+
+
+@dataclass
+class PipelineResult:
+    """What one pipeline did in a run."""
+
+    pipeline: str
+    status: str  # "up to date", "committed", "failed", "waiting", "service"
+    job_id: str | None = None
+    commit: str | None = None
+    processed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class RunResult:
+    pipelines: list[PipelineResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(p.status == "failed" for p in self.pipelines)
+
+
+def load_profile(project: Path, name: str | None) -> dict[str, dict]:
+    """Per-pipeline parameter overrides from `profiles/<name>.yaml`."""
+    if not name:
+        return {}
+    path = project / "profiles" / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in (project / "profiles").glob("*.yaml"))) or "none"
+        raise ReproError(f"no profile {name!r} ({path} is missing)", f"profiles: {known}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _param_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class Engine:
+    """Runs pipelines locally.
+
+    Args:
+        store: the local store.
+        project: the project root (holds `pachyderm/`, `notebooks/`, `profiles/`).
+        progress: where progress lines go (a callable taking one string).
+    """
+
+    def __init__(self, store: Store, project: Path, progress=print):
+        self.store = store
+        self.project = Path(project).resolve()
+        self.specs = load_specs(self.project / "pachyderm")
+        self.jobs = Jobs(store)
+        self.progress = progress
+        self._code = self._code_fingerprint()
+
+    def _code_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for entry in CODE_FILES:
+            digest.update(f"{entry}\0{tree_hash(self.project / entry)}\n".encode())
+        return digest.hexdigest()
+
+    def overrides(self, profile: str | None, params: dict[str, dict]) -> dict[str, dict]:
+        """Profile values, then command-line values, per pipeline; unknown pipelines are an error."""
+        merged: dict[str, dict] = {}
+        for layer in (load_profile(self.project, profile), params):
+            for pipeline, values in layer.items():
+                if pipeline not in self.specs:
+                    raise ReproError(f"parameters given for unknown pipeline {pipeline!r}",
+                                     f"pipelines: {', '.join(sorted(self.specs))}")
+                merged.setdefault(pipeline, {}).update(values or {})
+        return merged
+
+    def command(self, spec: PipelineSpec, values: dict) -> list[str]:
+        """The spec's cmd with `-p NAME VALUE` appended for each override (later values win)."""
+        cmd = spec.cmd
+        for name, value in sorted(values.items()):
+            cmd += ["-p", name, _param_text(value)]
+        return cmd
+
+    def _check_parameters(self, spec: PipelineSpec, values: dict) -> None:
+        """Fail before any work when an override names a parameter the stage notebook lacks."""
+        from reproml.stage import declared_parameters, read_notebook
+
+        notebook = next((a for a in spec.cmd if a.endswith(".py") and (self.project / a).exists()), None)
+        if not values or notebook is None:
+            return
+        declared = declared_parameters(read_notebook(self.project / notebook))
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise ReproError(f"pipeline {spec.name!r}: {notebook} has no parameter {', '.join(unknown)}",
+                             f"valid parameters: {', '.join(declared)}")
+
+    def _path_fingerprints(self, cmd: list[str]) -> dict[str, str]:
+        """Content hashes of parameter values that name local files or folders (e.g. a data source)."""
+        found = {}
+        for flag, name, value in zip(cmd, cmd[1:], cmd[2:], strict=False):
+            if flag != "-p":
+                continue
+            path = Path(value.removeprefix("file://"))
+            if not path.is_absolute():
+                path = self.project / path
+            if value and path.exists():
+                found[name] = tree_hash(path)
+        return found
+
+    def run(self, until: str | None = None, profile: str | None = None,
+            params: dict[str, dict] | None = None) -> RunResult:
+        """Run every pipeline (or those `until` needs) in DAG order; stop at the first failure."""
+        overrides = self.overrides(profile, params or {})
+        wanted = upstream_closure(self.specs, until) if until else set(self.specs)
+        order = [name for name in topological_order(self.specs) if name in wanted]
+        for name in order:
+            self._check_parameters(self.specs[name], overrides.get(name, {}))
+        result = RunResult()
+        with self.store.run_lock(on_wait=lambda who: self.progress(f"waiting for the store's run lock ({who})")):
+            killed = self.store.recover()
+            self.jobs.recover()
+            if killed:
+                self.progress(f"recovered: {len(killed)} unfinished commit(s) of a stopped run marked killed")
+            for index, name in enumerate(order, 1):
+                spec = self.specs[name]
+                self.progress(f"[{index}/{len(order)}] {name}")
+                outcome = self.run_pipeline(spec, overrides.get(name, {}), profile)
+                result.pipelines.append(outcome)
+                self.progress(f"      {outcome.status}{': ' + outcome.message if outcome.message else ''}")
+                if outcome.status == "failed":
+                    break
+        return result
+
+    def run_pipeline(self, spec: PipelineSpec, values: dict, profile: str | None) -> PipelineResult:
+        """Run one pipeline's job if its inputs or code changed."""
+        started = time.time()
+        if spec.is_service:
+            return PipelineResult(spec.name, "service", message="a service; start it with `reproml tensorboard`")
+        self.store.create_repo(spec.name, spec.raw.get("description", ""), exist_ok=True)
+        heads = {}
+        for repo in spec.input_repos():
+            head = self.store.branch_head(repo) if self.store.has_repo(repo) else None
+            if head is None:
+                return PipelineResult(spec.name, "waiting", message=f"input repo {repo!r} has no commit yet")
+            heads[repo] = CommitRef(repo, head)
+        datums = compute_datums(spec.input, heads, self.store.list_files)
+        cmd = self.command(spec, values)
+        base_key = {"cmd": cmd, "env": spec.env, "image": spec.raw["transform"].get("image"),
+                    "code": self._code, "paths": self._path_fingerprints(cmd)}
+        keys = [canonical_hash({**base_key, "datum": d.id}) for d in datums]
+        cached = [self.jobs.cached(k) for k in keys]
+        provenance = sorted(set(heads.values()), key=lambda c: c.repo)
+        if all(c is not None for c in cached) and self._matches_head(spec.name, cached, provenance):
+            return PipelineResult(spec.name, "up to date", skipped=len(datums),
+                                  commit=self.store.branch_head(spec.name),
+                                  message=f"{len(datums)} datum(s) unchanged, no new commit")
+        return self._run_job(spec, datums, keys, cached, cmd, provenance, profile, started)
+
+    def _matches_head(self, repo: str, cached: list, provenance: list[CommitRef]) -> bool:
+        head = self.store.branch_head(repo)
+        if head is None:
+            return False
+        info = self.store.inspect_commit(CommitRef(repo, head))
+        files = {f.path: f.sha256 for group in cached for f in group}
+        return (sorted(info.provenance, key=lambda c: c.repo) == provenance
+                and files == {f.path: f.sha256 for f in self.store.files_of(head)})
+
+    def _run_job(self, spec, datums, keys, cached, cmd, provenance, profile, started) -> PipelineResult:
+        job_id = self.jobs.start(spec.name, {"cmd": cmd, "profile": profile,
+                                             "inputs": [{"repo": c.repo, "id": c.id} for c in provenance]})
+        commit = self.store.start_commit(spec.name, provenance=provenance, origin="auto", job_id=job_id,
+                                         inherit=False, description=f"job {job_id}")
+        self.jobs.update(job_id, output_commit=commit.id, datums_total=len(datums))
+        todo = [i for i, files in enumerate(cached) if files is None]
+        self.progress(f"      job {job_id[:12]}: {len(datums)} datum(s), {len(datums) - len(todo)} unchanged, "
+                      f"{len(todo)} to run (parallelism {min(spec.parallelism, os.cpu_count() or 1)})")
+        outputs: dict[int, list[FileInfo]] = {i: files for i, files in enumerate(cached) if files is not None}
+        try:
+            workers = max(1, min(spec.parallelism, os.cpu_count() or 1, len(todo) or 1))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(self._run_datum, spec, job_id, commit.id, datums[i], cmd, profile): i
+                           for i in todo}
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in futures:
+                    if future in done and future.exception() is None:
+                        i = futures[future]
+                        outputs[i] = future.result()
+                        self.jobs.remember(keys[i], spec.name, job_id, datums[i].id, outputs[i])
+                failure = next((f.exception() for f in done if f.exception() is not None), None)
+                if failure is not None:
+                    for future in futures:
+                        future.cancel()
+                    raise failure
+            merged = self._merge(datums, outputs)
+            commit.files = {f.path: f for f in merged}
+            info = self.store.finish_commit(commit)
+        except BaseException as error:
+            self.store.fail_commit(commit)
+            reason = str(error) if isinstance(error, ReproError) else f"{type(error).__name__}: {error}"
+            self.jobs.update(job_id, state="failure" if isinstance(error, Exception) else "killed", reason=reason,
+                             datums_processed=len(outputs) - (len(datums) - len(todo)))
+            if not isinstance(error, ReproError | OSError):
+                raise
+            return PipelineResult(spec.name, "failed", job_id=job_id, seconds=time.time() - started,
+                                  message=f"{reason}\n  see `reproml inspect job {job_id[:12]}` and "
+                                          f"`reproml logs --job {job_id[:12]}`; no branch moved")
+        self.jobs.update(job_id, state="success", datums_processed=len(todo),
+                         datums_skipped=len(datums) - len(todo))
+        return PipelineResult(spec.name, "committed", job_id=job_id, commit=info.id, processed=len(todo),
+                              skipped=len(datums) - len(todo), seconds=time.time() - started,
+                              message=f"commit {info.id[:12]} ({len(todo)} datum(s) run, "
+                                      f"{len(datums) - len(todo)} reused, {time.time() - started:.1f}s)")
+
+    def _merge(self, datums: list[Datum], outputs: dict[int, list[FileInfo]]) -> list[FileInfo]:
+        """All datums' outputs as one file set; two datums writing one path is an error naming both."""
+        owner: dict[str, int] = {}
+        merged: dict[str, FileInfo] = {}
+        for i in sorted(outputs):
+            for info in outputs[i]:
+                if info.path in owner:
+                    raise JobFailed(f"datums {datums[owner[info.path]].label} and {datums[i].label} both wrote "
+                                    f"/{info.path}", "make each datum write under a path of its own")
+                owner[info.path] = i
+                merged[info.path] = info
+        return sorted(merged.values(), key=lambda f: f.path)
+
+    def _run_datum(self, spec: PipelineSpec, job_id: str, commit_id: str, datum: Datum, cmd: list[str],
+                   profile: str | None) -> list[FileInfo]:
+        """Lay out the datum's inputs, run the transform (up to datumTries), store its outputs."""
+        work = self.store.root / "tmp" / job_id / datum.id[:16]
+        job_dir = self.store.root / "jobs" / job_id
+        log_path = job_dir / "logs" / f"{datum.id[:16]}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        pfs = work / "pfs"
+        hashes = {}
+        for part in datum.inputs:
+            self.store.materialize(None, pfs / part.name, files=list(part.files))
+            hashes[part.name] = canonical_hash([[f.path, f.sha256] for f in part.files])
+        env = {**os.environ, **spec.env,
+               "PFS_ROOT": str(pfs), "PACH_JOB_ID": job_id, "PACH_OUTPUT_COMMIT_ID": commit_id,
+               "PACH_DATUM_ID": datum.id, "PPS_PIPELINE_NAME": spec.name, "REPROML_STORE": str(self.store.root),
+               "REPROML_INPUT_HASHES": json.dumps(hashes), "REPROML_PROFILE": profile or "",
+               "REPROML_FAILED_DIR": str(job_dir / "failed" / datum.id[:16]),
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env.update({f"{part.name}_COMMIT": part.commit for part in datum.inputs})
+        argv = [sys.executable if cmd[0] in ("python", "python3") else cmd[0], *cmd[1:]]
+        started = time.time()
+        for attempt in range(1, spec.datum_tries + 1):
+            shutil.rmtree(pfs / "out", ignore_errors=True)
+            (pfs / "out").mkdir(parents=True)
+            with open(log_path, "a") as log:
+                log.write(f"--- attempt {attempt}: {shlex.join(cmd)}\n")
+                log.flush()
+                code = subprocess.run(argv, cwd=self.project, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL).returncode
+            if code == 0:
+                break
+        else:
+            self.jobs.record_datum(job_id, datum.id, datum.label, "failed", attempt, time.time() - started,
+                                   str(log_path))
+            failed = sorted((job_dir / "failed" / datum.id[:16]).rglob("*.ipynb"))
+            if failed:
+                self.jobs.update(job_id, failed_notebook=str(failed[0]))
+            raise JobFailed(f"pipeline {spec.name!r}, datum {datum.label} failed after {attempt} attempt(s): "
+                            f"{_last_error(log_path)}",
+                            f"log: {log_path}" + (f"; failed notebook: {failed[0]}" if failed else ""))
+        out = pfs / "out"
+        files = []
+        for file in sorted(p for p in out.rglob("*") if p.is_file()):
+            sha, size = self.store.objects.put_file(file, move=True)
+            files.append(FileInfo(file.relative_to(out).as_posix(), sha, size))
+        shutil.rmtree(work, ignore_errors=True)
+        seconds = time.time() - started
+        self.jobs.record_datum(job_id, datum.id, datum.label, "success", attempt, seconds, str(log_path))
+        self.progress(f"      ok  {datum.label}  {seconds:.1f}s")
+        return files
+
+
+def _last_error(log_path: Path) -> str:
+    """The runner's error line from a datum log, or the log's last line."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith("reproml.stage: error:"):
+            return lines[index].removeprefix("reproml.stage: error: ")
+    return lines[-1] if lines else "no output"
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The project root: the nearest folder upwards holding `pachyderm/`."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pachyderm").is_dir():
+            return folder
+    raise InvalidSpec(f"no pachyderm/ folder in {here} or above", "run reproml from the project's folder")
