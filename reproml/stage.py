@@ -134,7 +134,7 @@ def spec_provenance() -> dict | None:
         return None
     import yaml
 
-    path = PROJECT / "pachyderm" / f"{pipeline}.yaml"
+    path = Path.cwd() / "pachyderm" / f"{pipeline}.yaml"  # the engine runs stages from the project root
     if not path.exists():
         raise ReproError(f"pipeline {pipeline!r} has no spec at {path}",
                          "the project (and its pachyderm/ folder) must be in the image")
