@@ -1,0 +1,151 @@
+"""Where the two Oxford-IIIT Pet archives come from: the official URLs, a folder or URL, or the generator.
+
+Every source ends as the same two files, `images.tar.gz` and `annotations.tar.gz`, plus a
+`source.json` that says where they came from and what their bytes are, so that everything downstream
+reads one format through one reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from reproml.seg import synthetic
+from reproml.seg.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE
+
+OXFORD_BASE_URL = "https://thor.robots.ox.ac.uk/datasets/pets/"
+DEFAULT_SYNTHETIC_SAMPLES = 64
+ARCHIVES = (IMAGES_ARCHIVE, ANNOTATIONS_ARCHIVE)
+VALID_FORMS = (
+    "'oxford' (the official archives at " + OXFORD_BASE_URL + "), "
+    "a folder holding images.tar.gz and annotations.tar.gz, "
+    "a file://, http:// or https:// URL of such a folder, "
+    f"'synthetic' ({DEFAULT_SYNTHETIC_SAMPLES} generated samples) or 'synthetic:N' (N samples)"
+)
+CHUNK_BYTES = 2**20
+
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source string.
+
+    Attributes:
+        kind: `oxford`, `url`, `folder` or `synthetic`.
+        location: base URL (ending in `/`), absolute folder path, or the generator's module.
+        samples: number of samples for `synthetic`, else None.
+    """
+
+    kind: str
+    location: str
+    samples: int | None = None
+
+
+def parse_source(source: str) -> Source:
+    """Parse a source string; raise `ValueError` listing the valid forms when it is none of them."""
+    if source == "oxford":
+        return Source("oxford", OXFORD_BASE_URL)
+    if source.startswith(("file://", "http://", "https://")):
+        return Source("url", source if source.endswith("/") else source + "/")
+    if source == "synthetic" or source.startswith("synthetic:"):
+        count = source.partition(":")[2] or str(DEFAULT_SYNTHETIC_SAMPLES)
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"source {source!r}: N in synthetic:N must be a positive integer, e.g. synthetic:64")
+        return Source("synthetic", synthetic.__name__, int(count))
+    if Path(source).is_dir():
+        return Source("folder", str(Path(source).resolve()))
+    raise ValueError(f"unknown source {source!r} (no such folder either); valid forms: {VALID_FORMS}")
+
+
+def print_progress(name: str, done: int, total: int | None) -> None:
+    """Report a transfer on stderr at every tenth of the way (or every 64 MiB when the size is unknown)."""
+    step = max(total // 10, CHUNK_BYTES) if total else 64 * CHUNK_BYTES
+    if done == total or done % step < CHUNK_BYTES:
+        of = f" of {total / 2**20:.1f} MiB ({100 * done // total}%)" if total else " MiB"
+        print(f"{name}: {done / 2**20:.1f}{of}", file=sys.stderr, flush=True)
+
+
+def _copy(reader: BinaryIO, destination: Path, total: int | None, progress: Progress | None) -> None:
+    """Copy a stream to `destination` through a `.part` file, so a broken transfer leaves no archive."""
+    partial = destination.with_name(destination.name + ".part")
+    done = 0
+    with open(partial, "wb") as writer:
+        while chunk := reader.read(CHUNK_BYTES):
+            writer.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(destination.name, done, total)
+    if total is not None and done != total:
+        partial.unlink()
+        raise OSError(f"{destination.name}: received {done} of {total} bytes; the transfer was cut short")
+    partial.replace(destination)
+
+
+def _download(url: str, destination: Path, progress: Progress | None) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            length = response.headers.get("Content-Length")
+            _copy(response, destination, int(length) if length else None, progress)
+    except (urllib.error.URLError, OSError) as err:
+        raise OSError(f"could not download {url}: {err}; check the network, or use a folder holding the two "
+                      "archives, or 'synthetic' to run offline") from err
+
+
+def describe_archive(path: Path) -> dict[str, object]:
+    """The `bytes` and `sha256` of one archive, as recorded in source.json."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        while chunk := reader.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress | None = print_progress
+          ) -> dict[str, object]:
+    """Bring the two archives of `source` into `output_dir` and describe them in `source.json`.
+
+    Args:
+        source: one of the forms in `VALID_FORMS`.
+        output_dir: folder for `images.tar.gz`, `annotations.tar.gz` and `source.json` (created if missing).
+        seed: the generator's seed (used by `synthetic` only; recorded only for it).
+        progress: called as `progress(archive_name, bytes_done, bytes_total)` during transfers, or None.
+
+    Returns:
+        The content of `source.json`: `origin` (the source string), `kind`, `location`, `samples` and
+        `seed` for synthetic sources, and `archives` mapping each archive name to its `bytes` and `sha256`.
+        No times, so the same source gives the same file.
+
+    Raises:
+        ValueError: the source string is not a valid form.
+        FileNotFoundError: a folder source lacks one of the archives.
+        OSError: a download failed.
+    """
+    parsed = parse_source(source)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    info: dict[str, object] = {"origin": source, "kind": parsed.kind, "location": parsed.location}
+    if parsed.kind == "synthetic":
+        synthetic.write_archives(output_dir, parsed.samples, seed)
+        info.update(samples=parsed.samples, seed=seed)
+    elif parsed.kind == "folder":
+        for name in ARCHIVES:
+            origin = Path(parsed.location) / name
+            if not origin.is_file():
+                raise FileNotFoundError(f"source folder {parsed.location} has no {name}; a folder source must "
+                                        f"hold {' and '.join(ARCHIVES)}")
+            with open(origin, "rb") as reader:
+                _copy(reader, output_dir / name, origin.stat().st_size, progress)
+    else:
+        for name in ARCHIVES:
+            _download(parsed.location + name, output_dir / name, progress)
+    info["archives"] = {name: describe_archive(output_dir / name) for name in ARCHIVES}
+    (output_dir / "source.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return info
