@@ -191,6 +191,20 @@ def cmd_logs(args, store: Store) -> int:
     return 0
 
 
+def cmd_tensorboard(args, store: Store) -> int:
+    """The tensorboard service pipeline, locally: TensorBoard over a model commit's logs, on loopback."""
+    import subprocess
+
+    commit = store.resolve(args.ref)
+    view = store.materialize(commit, store.root / "services" / "tensorboard" / commit.id, prefix="logs")
+    if not (view / "logs").is_dir():
+        raise ReproError(f"{args.ref} has no logs/ folder", "TensorBoard reads the logs the model stage writes")
+    print(f"TensorBoard for {commit.repo}@{commit.id} on http://{args.host}:{args.port} (Ctrl-C stops it)")
+    tensorboard = Path(sys.executable).parent / "tensorboard"
+    return subprocess.call([str(tensorboard), "--logdir", str(view / "logs"), "--host", args.host,
+                            "--port", str(args.port)])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reproml", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -236,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("get", "file", cmd_get_file, "write a file of a commit to stdout or -o FILE",
         ("ref", {"metavar": "REPO@REF:PATH"}), ("-o", {"dest": "output", "help": "write to this file"}),
         json_flag=False)
+
+    board = verbs.add_parser("tensorboard", help="serve TensorBoard over a model commit's logs (the service "
+                             "pipeline, locally)")
+    board.add_argument("ref", nargs="?", default="model@master", metavar="REPO@REF",
+                       help="the commit whose logs/ to show (default model@master)")
+    board.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    board.add_argument("--port", type=int, default=6006)
+    board.set_defaults(func=cmd_tensorboard)
 
     logs = verbs.add_parser("logs", help="the logs of a job's datums (the newest job by default)")
     logs.add_argument("--job", help="a job id (see `reproml list job`)")

@@ -182,14 +182,38 @@ def provenance_cell(provenance: dict):
     return cell
 
 
-def _failed_notebook_home(report: Path, request: StageRequest) -> Path:
+def _publish_failed_to_pachyderm(report: Path, repo: str) -> str:
+    """On a cluster, put the failed notebook into `repo` (an errored output commit is unreadable)."""
+    import python_pachyderm
+
+    client = python_pachyderm.Client.new_in_cluster()
+    if repo not in {r.repo.name for r in client.list_repo()}:
+        client.create_repo(repo, description="Partially executed notebooks of failed datums.")
+    path = f"/{os.environ.get('PACH_JOB_ID', 'job')}/{os.environ.get('PACH_DATUM_ID', 'datum')}/{report.name}"
+    with client.commit(repo, "master") as commit:
+        client.put_file_bytes(commit, path, report.read_bytes())
+    return f"{repo}@master:{path} (pachctl get file {repo}@master:{path} > failed.ipynb)"
+
+
+def _failed_notebook_home(report: Path) -> str:
+    """Keep the partially executed notebook where its user can open it; return where that is.
+
+    Locally the engine sets `REPROML_FAILED_DIR` (under `.reproml/jobs/<job>/failed/`). On a cluster the
+    spec's `REPROML_FAILED_REPO` names a Pachyderm repo that receives it; the log shows the traceback too.
+    """
     failed_dir = os.environ.get("REPROML_FAILED_DIR")
-    if not failed_dir:
-        return report
-    target = Path(failed_dir) / report.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(report, target)
-    return target
+    if failed_dir:
+        target = Path(failed_dir) / report.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(report, target)
+        return str(target)
+    repo = os.environ.get("REPROML_FAILED_REPO")
+    if repo and os.environ.get("PACH_JOB_ID"):
+        try:
+            return _publish_failed_to_pachyderm(report, repo)
+        except Exception as error:  # the stage has failed already: say so rather than hide the first error
+            print(f"reproml.stage: could not put the failed notebook into {repo}: {error}", file=sys.stderr)
+    return str(report)
 
 
 def run_stage(request: StageRequest, pfs_root: Path | None = None) -> Path:
@@ -217,7 +241,8 @@ def run_stage(request: StageRequest, pfs_root: Path | None = None) -> Path:
             nb, str(report), parameters=parameters, kernel_name=KERNELSPEC["name"], progress_bar=False,
             log_output=True, cwd=str(PROJECT), shutdown_kernel="immediate")
     except PapermillExecutionError as error:
-        kept = _failed_notebook_home(report, request)
+        kept = _failed_notebook_home(report)
+        print("\n".join(error.traceback), file=sys.stderr)  # `pachctl logs` shows it on a cluster
         datum = os.environ.get("PACH_DATUM_ID", datum_name(request, pfs_root))
         raise StageFailed(
             f"stage {request.stage!r} failed in cell {error.cell_index} (execution count {error.exec_count}),"
