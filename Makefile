@@ -7,7 +7,7 @@ PROFILE ?= quick
 PIPELINE_REQS := env/requirements-pipeline.txt env/requirements-dev.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-all lint bench lab serve clean lock help
+.PHONY: setup serving-env browser run test test-all lint bench lab serve clean lock help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -22,13 +22,26 @@ $(STAMP): $(PIPELINE_REQS) env/constraints-pipeline.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+serving-env: .venv-serving/.installed  ## create .venv-serving: Seldon Core 1.17.1 + TensorFlow (the model server)
+
+.venv-serving/.installed: env/requirements-serving.txt pyproject.toml
+	test -x .venv-serving/bin/python || $(PYTHON) -m venv .venv-serving
+	.venv-serving/bin/pip install --quiet -r env/requirements-serving.txt
+	.venv-serving/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+browser:  ## headless Chromium + ChromeDriver for the report-site tests (Debian packages)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "install Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+
 run: setup  ## run the whole pipeline on the embedded default (SOURCE=synthetic:96, PROFILE=quick)
 	$(BIN)/reproml run --source $(SOURCE) --profile $(PROFILE)
 
-test: setup  ## the fast test profile (what CI runs)
+test: setup serving-env browser  ## the fast test profile (what CI runs)
 	$(BIN)/python -m pytest -q
 
-test-all: setup  ## every test, the slow end-to-end runs included
+test-all: setup serving-env browser  ## every test, the slow end-to-end runs included
 	$(BIN)/python -m pytest -q -m ""
 
 lint: setup  ## ruff over the package, notebooks, tests and benchmarks
@@ -36,6 +49,9 @@ lint: setup  ## ruff over the package, notebooks, tests and benchmarks
 
 bench: setup  ## benchmarks: print figures and ratios (see bench/README.md)
 	$(BIN)/python bench/run_all.py
+
+serve: setup serving-env  ## serve the newest released model on http://127.0.0.1:9000 (Seldon Core)
+	$(BIN)/reproml serve
 
 lock:  ## re-resolve env/constraints-pipeline.txt from the requirement files
 	rm -rf /tmp/reproml-lock && $(PYTHON) -m venv /tmp/reproml-lock

@@ -1,0 +1,148 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Release: the quality gate in front of the model server
+#
+# Decides whether the evaluated model replaces the one being served and, when it does, writes the SeldonDeployment that serves it.
+#
+# **Inputs:** `evaluation_dir`, evaluate's output (`evaluation.json`, `Report.ipynb`, with `model.keras` and
+# `calibration.json` unless `model_dir` names another folder); the current release, found at `current_release`.
+#
+# **Outputs:** `release.json` (the decision, the rule and the numbers, always) and, when the model is released,
+# `seldondeployment.yaml`, `model.keras` and `calibration.json` in `output_dir`.
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import scrapbook as sb
+
+from reproml import release, seldon
+
+# %% tags=["parameters"]
+evaluation_dir: str = ""  # evaluate's output folder (required)
+evaluate_commit: str = ""  # the evaluate commit being judged; the runner sets it from evaluate_COMMIT
+model_dir: str = ""  # folder with model.keras and calibration.json; empty means evaluation_dir
+min_pixel_accuracy: float = 0.60  # least pixel accuracy on the test split, as a fraction
+min_mean_iou: float = 0.30  # least IoU averaged over pet, background and border
+min_pet_iou: float = 0.25  # least IoU of the pet class (a model that finds no pet scores 0 here)
+max_ece: float = 0.20  # largest expected calibration error after temperature scaling
+tolerance: float = 0.01  # how much worse than the current release a metric may be (absolute, metric units)
+current_release: str = "release@master"  # where releases are recorded: a local store ref, or repo@branch on Pachyderm
+serving_image: str = "ghcr.io/reproml/serving:0.1.0"  # the serving image, by exact tag or digest
+namespace: str = "serving"  # Kubernetes namespace of the SeldonDeployment
+deployment_name: str = "reproml-segmentation"  # name of the SeldonDeployment
+apply: bool = False  # on a cluster, apply the manifest with the Kubernetes API (as the ml-user service account)
+output_dir: str = ""  # where release.json and, on release, the manifest and model files go (required)
+
+# %% [markdown]
+# ## The candidate
+#
+# The gate looks at four numbers of evaluate's test-split metrics: pixel accuracy, mean IoU and pet IoU (higher
+# is better) and the expected calibration error after temperature scaling (lower is better).
+
+# %%
+if not evaluation_dir or not output_dir:
+    raise ValueError(f"evaluation_dir and output_dir are required (got {evaluation_dir!r}, {output_dir!r}); run "
+                     "`python -m reproml.stage notebooks/release.py --in evaluation_dir=evaluate "
+                     "--commit evaluate_commit=evaluate`")
+model_dir = model_dir or evaluation_dir
+evaluation = release.read_json(evaluation_dir, "evaluation.json", "evaluate")
+candidate = release.gate_metrics(evaluation, where=str(Path(evaluation_dir) / "evaluation.json"))
+thresholds = release.Thresholds(pixel_accuracy=min_pixel_accuracy, mean_iou=min_mean_iou,
+                                pet_iou=min_pet_iou, ece=max_ece)
+for name, value in candidate.items():
+    print(f"{name:15s} {value:.4f}")
+
+# %% [markdown]
+# ## The model served now
+#
+# The current release is the newest commit at `current_release` whose `release.json` says it released its
+# model; commits that refused a candidate are skipped, since the model before them is still the one served.
+
+# %%
+if release.on_cluster():
+    current = release.find_current_release_on_cluster(current_release)
+else:
+    current = release.find_current_release(current_release, release.local_store())
+print("nothing is released yet" if current is None else f"current release: {current.commit}")
+if current is not None:
+    for name, value in current.metrics.items():
+        print(f"{name:15s} {value:.4f}")
+
+# %% [markdown]
+# ## The decision
+#
+# Two rules, in order. **Thresholds**: every metric must reach its threshold. **No regression**: no metric may
+# be worse than the current release's by more than the tolerance. The first rule that fails decides, and the
+# model is then not released; a refusal is a result of the pipeline, not an error.
+
+# %%
+decision = release.decide(candidate, current.metrics if current else None, thresholds, tolerance)
+print(f"released: {decision.released}; rule: {decision.rule}; {decision.reason}")
+sb.glue("released", decision.released)
+sb.glue("rule", decision.rule)
+sb.glue("reason", decision.reason)
+sb.glue("decision", decision.to_json())
+sb.glue("thresholds", {"pixel_accuracy": min_pixel_accuracy, "mean_iou": min_mean_iou,
+                       "pet_iou": min_pet_iou, "ece": max_ece, "tolerance": tolerance})
+
+# %%
+names = list(candidate)
+x = np.arange(len(names))
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.bar(x - 0.2, [candidate[n] for n in names], 0.4, label="candidate")
+if current is not None:
+    ax.bar(x + 0.2, [current.metrics[n] for n in names], 0.4, label="current release")
+ax.scatter(x, [getattr(thresholds, n) for n in names], marker="_", s=900, color="black", label="threshold")
+ax.set_xticks(x, names)
+ax.set_ylim(0, 1)
+ax.set_title(f"{'released' if decision.released else 'not released'}: rule {decision.rule}")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## What is released
+#
+# A release names everything it comes from: the evaluate, calibrate, model and transform commits, the weights
+# fingerprint and the report. The SeldonDeployment carries them as labels and annotations, names the serving
+# image exactly, and loads the model from this release commit.
+
+# %%
+provenance = manifest_yaml = None
+commit = release.output_commit()
+if decision.released:
+    store = None if release.on_cluster() else release.local_store()
+    calibration = release.read_json(model_dir, "calibration.json", "calibrate")
+    provenance = release.resolve_provenance(evaluation, calibration, evaluate_commit, store)
+    manifest = seldon.seldon_deployment(provenance, commit, serving_image, namespace, name=deployment_name)
+    manifest_yaml = seldon.to_yaml(manifest)
+    print(manifest_yaml)
+record = release.release_record(decision, thresholds, tolerance, provenance, current, serving_image,
+                                deployment_name if decision.released else None, release_commit=commit)
+written = release.write_outputs(output_dir, record, manifest_yaml, model_dir)
+print("wrote", ", ".join(written))
+sb.glue("release_provenance", provenance or {})  # `provenance` is the runner's scrap of this job
+
+# %% [markdown]
+# ## Deploying
+#
+# Locally, the release is recorded by the commit this job makes in the store, and `reproml serve` serves it.
+# On a cluster with `apply=True`, the manifest is applied with the Kubernetes API.
+
+# %%
+if apply and decision.released:
+    print("SeldonDeployment", seldon.apply(manifest))
+else:
+    print("not applied" + ("" if decision.released else ": nothing was released"))

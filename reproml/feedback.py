@@ -1,0 +1,133 @@
+"""The feedback loop: corrections sent to the model server become samples that stream can read again.
+
+Each feedback is one commit in the `feedback` repo, laid out as the Oxford-IIIT Pet archives are:
+
+    images/<name>.jpg                  the request's image (its JPEG bytes as received, when it was a JPEG)
+    annotations/trimaps/<name>.png     the corrected mask as a trimap (1 pet, 2 background, 3 border)
+    annotations/list/<name>.txt        the sample's annotations/list.txt line
+    feedback/<name>.json               reward, the release that answered, when
+
+`<name>` is `<breed>_<number>` as in the dataset (the number derives from the content, so the same
+correction sent twice is the same sample). `write_source` turns a feedback commit into the two archives
+that a folder source of stream reads (`reproml.seg.sources`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from reproml.errors import ReproError
+
+REPO = "feedback"
+CAT_BREEDS = ("Abyssinian Bengal Birman Bombay British_Shorthair Egyptian_Mau Maine_Coon Persian Ragdoll "
+              "Russian_Blue Siamese Sphynx").split()
+DOG_BREEDS = ("american_bulldog american_pit_bull_terrier basset_hound beagle boxer chihuahua "
+              "english_cocker_spaniel english_setter german_shorthaired great_pyrenees havanese japanese_chin "
+              "keeshond leonberger miniature_pinscher newfoundland pomeranian pug saint_bernard samoyed "
+              "scottish_terrier shiba_inu staffordshire_bull_terrier wheaten_terrier yorkshire_terrier").split()
+
+
+def check_breed(breed: str) -> None:
+    """Raise unless `breed` is one of the 37 Oxford-IIIT Pet breeds."""
+    if breed not in CAT_BREEDS and breed not in DOG_BREEDS:
+        raise ReproError(f"unknown breed {breed!r}", "name one of the 37 Oxford-IIIT Pet breeds in the "
+                         "request's meta.tags.breed, e.g. american_bulldog or Abyssinian (cats are capitalised)")
+
+
+def list_line(name: str, breed: str) -> str:
+    """The annotations/list.txt line of a sample: `<Name> <CLASS-ID> <SPECIES> <BREED ID>`.
+
+    As in the dataset: class ids 1-37 follow the breed names sorted case-insensitively, species is 1 for
+    cats and 2 for dogs, and the breed id counts within the species.
+    """
+    check_breed(breed)
+    class_id = sorted(CAT_BREEDS + DOG_BREEDS, key=str.lower).index(breed) + 1
+    species, breeds = (1, CAT_BREEDS) if breed in CAT_BREEDS else (2, DOG_BREEDS)
+    return f"{name} {class_id} {species} {breeds.index(breed) + 1}"
+
+
+def sample_name(breed: str, image: bytes, trimap: bytes) -> str:
+    """`<breed>_<number>`, the number taken from the sample's content (above Oxford's own numbers)."""
+    digest = hashlib.sha256(image + b"\0" + trimap).hexdigest()
+    return f"{breed}_{10**12 + int(digest[:10], 16)}"
+
+
+@contextmanager
+def _feedback_lock(store):
+    # A commit starts from the branch head's files: two feedbacks committed at once by two server workers
+    # would each drop the other's sample, so commits to the feedback repo take turns.
+    with open(Path(store.root) / "feedback.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def add_feedback(store, image_jpeg: bytes, trimap_png: bytes, breed: str, reward: float, release: dict,
+                 repo: str = REPO) -> tuple[str, str]:
+    """Store one feedback as a new commit in the feedback repo.
+
+    Args:
+        store: a `reproml.pfs.Store`.
+        image_jpeg: the image as JPEG bytes.
+        trimap_png: the corrected mask as a trimap PNG (mode L, values 1-3, the image's size).
+        breed: the pet's breed (one of the 37), which the sample's list.txt line needs.
+        reward: the reward sent with the feedback.
+        release: what answered the request (release commit and provenance), recorded with the sample.
+        repo: the feedback repo.
+
+    Returns:
+        `(sample name, commit id)`.
+    """
+    name = sample_name(breed, image_jpeg, trimap_png)
+    line = list_line(name, breed)
+    record = {"id": name, "breed": breed, "reward": reward, "release": release, "received": time.time()}
+    store.create_repo(repo, description="corrections sent to the model server", exist_ok=True)
+    with _feedback_lock(store):
+        with store.commit(repo, description=f"feedback {name} (reward {reward})") as commit:
+            commit.put_file(f"images/{name}.jpg", image_jpeg)
+            commit.put_file(f"annotations/trimaps/{name}.png", trimap_png)
+            commit.put_file(f"annotations/list/{name}.txt", (line + "\n").encode())
+            commit.put_file(f"feedback/{name}.json", (json.dumps(record, sort_keys=True) + "\n").encode())
+    return name, commit.id
+
+
+def write_source(store, dest: str | Path, ref: str = f"{REPO}@master") -> dict:
+    """Write a feedback commit's samples as `images.tar.gz` and `annotations.tar.gz` in `dest`.
+
+    The archives are a folder source for stream (`--source <dest>`), byte-identical for the same commit.
+
+    Args:
+        store: a `reproml.pfs.Store`.
+        dest: the folder to write (created if missing).
+        ref: the feedback commit, e.g. `feedback@master`.
+
+    Returns:
+        `{"commit": id, "samples": [names]}`.
+    """
+    from reproml.seg.archives import write_tar_gz
+    from reproml.seg.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE, LIST_HEADER, LIST_MEMBER
+
+    commit = store.inspect_commit(ref)
+    files = {info.path: info for info in store.list_files(commit)}
+    names = sorted(path[len("images/"):-len(".jpg")] for path in files
+                   if path.startswith("images/") and path.endswith(".jpg"))
+    if not names:
+        raise ReproError(f"{ref} holds no feedback samples", "send feedback to the model server first")
+    lines = [store.read_file(commit, f"annotations/list/{name}.txt").decode().strip() for name in names]
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_tar_gz(dest / IMAGES_ARCHIVE, [("images", None)] + [
+        (f"images/{name}.jpg", store.read_file(commit, f"images/{name}.jpg")) for name in names])
+    write_tar_gz(dest / ANNOTATIONS_ARCHIVE, [
+        ("annotations", None), (LIST_MEMBER, "".join(line + "\n" for line in (*LIST_HEADER, *lines)).encode()),
+        ("annotations/trimaps", None)] + [
+        (f"annotations/trimaps/{name}.png", store.read_file(commit, f"annotations/trimaps/{name}.png"))
+        for name in names])
+    return {"commit": commit.id, "samples": names}

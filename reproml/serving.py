@@ -1,0 +1,267 @@
+"""The Seldon Core v1 model class that serves a release: `seldon-core-microservice reproml.serving.SegmentationModel`.
+
+It loads a release (model.keras, calibration.json, release.json) from a folder (`model_dir`, what
+`reproml serve` lays out from the local store) or, on a cluster, from Pachyderm by release commit id.
+Requests carry one image as binData or strData (JPEG/PNG, base64) or a batch as data.ndarray (uint8);
+the answer is the class mask (0 pet, 1 background, 2 border) at the model's output size, in the
+request's form, and calibrated probabilities when `meta.tags.probabilities` is true. Every answer's
+`meta.tags` name the release that gave it. Runs in the serving environment (`.venv-serving`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reproml.errors import ReproError
+from reproml.serving_payload import (
+    BadRequest,
+    answer,
+    read_images,
+    read_mask,
+    request_image_bytes,
+    wants_probabilities,
+)
+
+ACCEPTED_TYPES = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
+COUNTERS = ("requests", "images", "bad_requests", "feedback")
+
+
+class _Stats:
+    """Counters (reported to Seldon as increments since the last report) and the last request's timers."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.totals = dict.fromkeys(COUNTERS, 0)
+        self.reported = dict.fromkeys(COUNTERS, 0)
+        self.timers: dict[str, float] = {}
+
+    def add(self, name: str, count: int = 1) -> None:
+        with self.lock:
+            self.totals[name] += count
+
+    def report(self) -> list[dict]:
+        with self.lock:
+            deltas = {name: self.totals[name] - self.reported[name] for name in COUNTERS}
+            self.reported = dict(self.totals)
+            timers, self.timers = self.timers, {}
+        metrics = [{"type": "COUNTER", "key": f"reproml_{name}_total", "value": value}
+                   for name, value in deltas.items() if value]
+        metrics += [{"type": "TIMER", "key": f"reproml_{name}_ms", "value": value} for name, value in timers.items()]
+        return metrics
+
+
+def _request_guard(max_payload_bytes: int):
+    """A Flask blueprint that refuses unreadable requests before Seldon parses them."""
+    from flask import Blueprint, request
+    from seldon_core.flask_utils import SeldonMicroserviceException
+
+    guard = Blueprint("reproml_request_guard", __name__)
+
+    def refuse(error: BadRequest):
+        raise SeldonMicroserviceException(str(error), status_code=error.status, reason="BAD_REQUEST")
+
+    @guard.before_app_request
+    def check_request():
+        if request.method != "POST":
+            return None
+        length = request.content_length
+        if length is None or length == 0:
+            refuse(BadRequest("the request body is empty (no Content-Length)"))
+        if length > max_payload_bytes:
+            # Read and drop the body (up to a bound) so that the client sees the answer, not a reset socket.
+            if length <= 16 * max_payload_bytes:
+                request.stream.read()
+            refuse(BadRequest(f"the request body is {length} bytes, more than the limit {max_payload_bytes}",
+                              "send a smaller image (the model sees it resized anyway), or start the server "
+                              "with a larger max_payload_bytes", status=413))
+        if request.mimetype not in ACCEPTED_TYPES:
+            refuse(BadRequest(f"Content-Type {request.mimetype or 'none'!r} is not accepted; send "
+                              "application/json (or multipart/form-data with a binData file)", status=415))
+        if request.mimetype == "application/json" and request.get_json(silent=True) is None:
+            refuse(BadRequest("the body is not valid JSON"))  # parsed once here; Seldon reuses the cache
+        return None
+
+    return guard
+
+
+class SegmentationModel:
+    """Serve a released segmentation model.
+
+    Args:
+        model_dir: folder holding model.keras, calibration.json and release.json (env `MODEL_DIR`).
+        release_commit: on a cluster, the release commit to fetch from Pachyderm when `model_dir` is empty.
+        release_repo: the Pachyderm repo of releases.
+        max_payload_bytes: larger request bodies get 413.
+        probabilities: answer with probabilities unless the request says otherwise.
+        store: the local store for feedback (env `REPROML_STORE`); empty on a cluster (Pachyderm).
+    """
+
+    def __init__(self, model_dir: str = "", release_commit: str = "", release_repo: str = "release",
+                 max_payload_bytes: int = 4_000_000, probabilities: bool = False, store: str = ""):
+        self.model_dir = model_dir or os.environ.get("MODEL_DIR", "")
+        self.release_commit = release_commit
+        self.release_repo = release_repo
+        self.max_payload_bytes = int(max_payload_bytes)
+        self.probabilities = bool(probabilities)
+        self.store_path = store or os.environ.get("REPROML_STORE", "")
+        self.stats = _Stats()
+        self.ready = False
+        self.model_error_handler = _request_guard(self.max_payload_bytes)  # Seldon registers it on its app
+        self._tags: dict[str, str] = {}
+
+    def load(self) -> None:
+        """Load the model and calibration, compile the inference function, warm it up, freeze the GC."""
+        import tensorflow as tf
+
+        folder = Path(self.model_dir) if self.model_dir else self._fetch_release()
+        for name in ("model.keras", "calibration.json", "release.json"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"no {name} in the release folder {folder}; a release made by the "
+                                        "release stage holds model.keras, calibration.json and release.json")
+        calibration = json.loads((folder / "calibration.json").read_text())
+        release = json.loads((folder / "release.json").read_text())
+        model = tf.keras.models.load_model(folder / "model.keras", compile=False)
+        height, width = model.inputs[0].shape[1:3]
+        if height is None or width is None:
+            raise ValueError(f"the model in {folder} has no fixed input size ({model.inputs[0].shape})")
+        temperature = tf.constant(float(calibration["temperature"]), tf.float32)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+        def infer(images):
+            pixels = tf.image.resize(tf.cast(images, tf.float32) / 255.0, (height, width), antialias=True)
+            logits = model(pixels, training=False)
+            # Temperature scaling changes the probabilities, never their argmax: the mask uses the logits.
+            return tf.argmax(logits, axis=-1, output_type=tf.int32), tf.nn.softmax(logits / temperature, axis=-1)
+
+        self._model, self._infer = model, infer
+        self.input_size = (int(height), int(width))
+        provenance = release.get("provenance") or {}
+        self._tags = {"release_commit": self.release_commit or str(release.get("release_commit", "")),
+                      **{key: str(value) for key, value in provenance.items()},
+                      "temperature": str(float(calibration["temperature"])),
+                      "model_input": f"{height}x{width}"}
+        for shape in ((1, height, width, 3), (1, 2 * height, 3 * width, 3)):  # trace once, run twice
+            self._run(np.zeros(shape, np.uint8))
+        gc.collect()
+        gc.freeze()  # the loaded TensorFlow objects would otherwise make every full collection ~200 ms
+        self.ready = True
+
+    def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        masks, probabilities = self._infer(images)
+        return masks.numpy().astype(np.uint8), probabilities.numpy()
+
+    def _fetch_release(self) -> Path:  # pragma: no cover - needs pachd
+        """Copy the release's files from Pachyderm (on a cluster) into a temporary folder."""
+        import python_pachyderm
+
+        if not self.release_commit:
+            raise ValueError("neither model_dir nor release_commit is set: nothing to serve")
+        client = python_pachyderm.Client.from_pachd_address(os.environ["PACHD_ADDRESS"])
+        folder = Path(tempfile.mkdtemp(prefix="release-"))
+        for name in ("model.keras", "calibration.json", "release.json"):
+            data = client.get_file((self.release_repo, self.release_commit), name).read()
+            (folder / name).write_bytes(data)
+        return folder
+
+    def predict_raw(self, request):
+        """Answer one prediction request (REST JSON dict, or a SeldonMessage proto over gRPC)."""
+        from seldon_core.flask_utils import SeldonMicroserviceException
+        from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
+
+        is_proto = not isinstance(request, dict | list)
+        message = seldon_message_to_json(request) if is_proto else request
+        started = time.perf_counter()
+        try:
+            images, kind = read_images(message, from_proto=is_proto)
+            want_probabilities = wants_probabilities(message, self.probabilities)
+        except BadRequest as error:
+            self.stats.add("bad_requests")
+            raise SeldonMicroserviceException(str(error), status_code=error.status, reason="BAD_REQUEST") from None
+        decoded = time.perf_counter()
+        masks, probabilities = self._run(images)
+        inferred = time.perf_counter()
+        body = answer(kind, masks, probabilities if want_probabilities else None, self._tags)
+        self.stats.add("requests")
+        self.stats.add("images", len(images))
+        self.stats.timers = {"decode": 1000 * (decoded - started), "inference": 1000 * (inferred - decoded),
+                             "request": 1000 * (time.perf_counter() - started)}
+        body["meta"]["metrics"] = self.metrics()
+        return json_to_seldon_message(body) if is_proto else body
+
+    def send_feedback_raw(self, feedback):
+        """Store the request's image with its corrected mask as a new sample in the feedback repo.
+
+        The corrected mask is `truth` (PNG binData/strData or data.ndarray of class ids at any size; it
+        is resized to the image). Without truth, a reward of 1 confirms the `response`'s mask. The
+        request's `meta.tags.breed` names the pet's breed, which the sample's annotations need.
+        """
+        from google.protobuf import json_format
+        from PIL import Image
+        from seldon_core.flask_utils import SeldonMicroserviceException
+        from seldon_core.utils import json_to_seldon_message
+
+        from reproml import feedback as fb
+        from reproml.serving_payload import encode_png
+
+        message = json_format.MessageToDict(feedback)
+        reward = float(message.get("reward", 0.0))
+        try:
+            request = message.get("request") or {}
+            image_bytes, pixels = request_image_bytes(request)
+            if message.get("truth"):
+                mask = read_mask(message["truth"], "truth")
+            elif reward >= 1 and message.get("response"):
+                mask = read_mask(message["response"], "response")
+            else:
+                raise BadRequest("the feedback has no corrected mask", "send the corrected mask as truth "
+                                 "(PNG binData, or data.ndarray of 0 pet / 1 background / 2 border), or "
+                                 "reward 1 with the response whose mask was right")
+            breed = ((request.get("meta") or {}).get("tags") or {}).get("breed", "")
+            fb.check_breed(breed)
+        except ReproError as error:
+            self.stats.add("bad_requests")
+            raise SeldonMicroserviceException(str(error), status_code=getattr(error, "status", 400),
+                                              reason="BAD_REQUEST") from None
+        height, width = pixels.shape[:2]
+        trimap = Image.fromarray(mask + 1).resize((width, height), Image.NEAREST)  # trimap = class id + 1
+        name, commit = self._store_feedback(image_bytes, encode_png(np.asarray(trimap)), breed, reward, fb)
+        self.stats.add("feedback")
+        return json_to_seldon_message({
+            "meta": {"tags": {**self._tags, "feedback_sample": name, "feedback_commit": commit},
+                     "metrics": self.metrics()},
+            "strData": f"{fb.REPO}@{commit}"})
+
+    def _store_feedback(self, image: bytes, trimap: bytes, breed: str, reward: float, fb) -> tuple[str, str]:
+        from reproml.pfs import Store
+
+        if not self.store_path:
+            raise RuntimeError("feedback needs a store: set REPROML_STORE (reproml serve does)")
+        store = Store.open(self.store_path)
+        try:
+            return fb.add_feedback(store, image, trimap, breed, reward, self._tags)
+        finally:
+            store.close()
+
+    def tags(self) -> dict:
+        """The provenance of the release being served."""
+        return dict(self._tags)
+
+    def metrics(self) -> list[dict]:
+        """Counters since the last report and the last request's timers (ms), in Seldon's metric form."""
+        return self.stats.report()
+
+    def health_status(self) -> dict:
+        """Ready only when the model is loaded and answers a real (tiny) inference with the right shape."""
+        if not self.ready:
+            raise RuntimeError("the model is not loaded yet")
+        masks, _ = self._run(np.zeros((1, *self.input_size, 3), np.uint8))
+        return {"ready": True, "output_shape": list(masks.shape[1:]), **self._tags,
+                "served": self.stats.totals["requests"]}
