@@ -27,7 +27,7 @@ import scrapbook as sb
 from reproml.seg import sources
 
 # %% tags=["parameters"]
-source: str = "synthetic:64"  # oxford | a folder or file://, http(s):// URL with the two archives | synthetic[:N]
+source: str = "synthetic:64"  # oxford | a folder or file://, http(s):// URL with the two archives | synthetic[:N] | feedback; join with +
 seed: int = 0  # seed of the synthetic generator (other sources ignore it)
 output_dir: str = ""  # where the two archives and source.json are written (required)
 
@@ -43,8 +43,9 @@ output_dir: str = ""  # where the two archives and source.json are written (requ
 if not output_dir:
     raise ValueError("output_dir is required; run `python -m reproml.stage notebooks/stream.py -p source SOURCE` "
                      "or pass it as a parameter")
-parsed = sources.parse_source(source)
-print(f"{parsed.kind} source: {parsed.location}", flush=True)
+for part in source.split("+"):
+    parsed = sources.parse_source(part)
+    print(f"{parsed.kind} source: {parsed.location}", flush=True)
 info = sources.fetch(source, output_dir, seed=seed)
 
 # %% [markdown]

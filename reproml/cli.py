@@ -205,6 +205,12 @@ def cmd_tensorboard(args, store: Store) -> int:
                             "--port", str(args.port)])
 
 
+def cmd_serve(args, store: Store) -> int:
+    from reproml.serve import serve
+
+    return serve(args.release, port=args.port, host=args.host, store=store)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reproml", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -258,6 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     board.add_argument("--port", type=int, default=6006)
     board.set_defaults(func=cmd_tensorboard)
+
+    serve = verbs.add_parser("serve", help="serve a released model with Seldon Core on loopback",
+                             description="Start seldon-core-microservice (from .venv-serving, `make serving-env`) "
+                                         "with the model and calibration of a release; Ctrl-C stops it and its "
+                                         "processes. POST images to /api/v1.0/predictions as binData, strData or "
+                                         "an HxWx3 uint8 ndarray.")
+    serve.add_argument("--release", metavar="COMMIT", help="release@COMMIT (default: the newest release that "
+                       "released a model, on release@master)")
+    serve.add_argument("--port", type=int, default=9000, help="REST port (default 9000)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 "
+                       "exposes the server to the network)")
+    serve.set_defaults(func=cmd_serve)
 
     logs = verbs.add_parser("logs", help="the logs of a job's datums (the newest job by default)")
     logs.add_argument("--job", help="a job id (see `reproml list job`)")

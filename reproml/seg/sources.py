@@ -27,7 +27,9 @@ VALID_FORMS = (
     "'oxford' (the official archives at " + OXFORD_BASE_URL + "), "
     "a folder holding images.tar.gz and annotations.tar.gz, "
     "a file://, http:// or https:// URL of such a folder, "
-    f"'synthetic' ({DEFAULT_SYNTHETIC_SAMPLES} generated samples) or 'synthetic:N' (N samples)"
+    f"'synthetic' ({DEFAULT_SYNTHETIC_SAMPLES} generated samples) or 'synthetic:N' (N samples), "
+    "'feedback' or 'feedback@COMMIT' (samples corrected through the model server), "
+    "or several joined by '+', e.g. 'synthetic:96+feedback'"
 )
 CHUNK_BYTES = 2**20
 
@@ -53,6 +55,8 @@ def parse_source(source: str) -> Source:
     """Parse a source string; raise `ValueError` listing the valid forms when it is none of them."""
     if source == "oxford":
         return Source("oxford", OXFORD_BASE_URL)
+    if source == "feedback" or source.startswith("feedback@"):
+        return Source("feedback", source if "@" in source else "feedback@master")
     if source.startswith(("file://", "http://", "https://")):
         return Source("url", source if source.endswith("/") else source + "/")
     if source == "synthetic" or source.startswith("synthetic:"):
@@ -128,11 +132,19 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
         FileNotFoundError: a folder source lacks one of the archives.
         OSError: a download failed.
     """
+    if "+" in source:
+        return _fetch_combined(source, Path(output_dir), seed, progress)
     parsed = parse_source(source)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, object] = {"origin": source, "kind": parsed.kind, "location": parsed.location}
-    if parsed.kind == "synthetic":
+    if parsed.kind == "feedback":
+        # The feedback repo lives in the store ($REPROML_STORE): read it, never written from here.
+        from reproml.feedback import write_source
+        from reproml.pfs import Store
+
+        info["commit"] = write_source(Store.open(), output_dir, parsed.location)["commit"]
+    elif parsed.kind == "synthetic":
         synthetic.write_archives(output_dir, parsed.samples, seed)
         info.update(samples=parsed.samples, seed=seed)
     elif parsed.kind == "folder":
@@ -147,5 +159,44 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
         for name in ARCHIVES:
             _download(parsed.location + name, output_dir / name, progress)
     info["archives"] = {name: describe_archive(output_dir / name) for name in ARCHIVES}
+    (output_dir / "source.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return info
+
+
+def _fetch_combined(source: str, output_dir: Path, seed: int, progress: Progress | None) -> dict[str, object]:
+    """Fetch each `+`-joined part, then merge their archives into one pair; a sample in two parts is an error."""
+    import tempfile
+
+    from reproml.seg.archives import iter_members, write_tar_gz
+    from reproml.seg.oxford import LIST_HEADER, LIST_MEMBER
+
+    parts = [part.strip() for part in source.split("+") if part.strip()]
+    images: dict[str, bytes] = {}
+    annotations: dict[str, bytes] = {}
+    lines: dict[str, str] = {}
+    described = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, part in enumerate(parts):
+            folder = Path(tmp) / str(index)
+            described.append(fetch(part, folder, seed=seed, progress=progress))
+            for name, content in iter_members(folder / IMAGES_ARCHIVE):
+                if name in images:
+                    raise ValueError(f"source {source!r}: {name} is in more than one part; each sample may come "
+                                     "from one part only")
+                images[name] = content
+            for name, content in iter_members(folder / ANNOTATIONS_ARCHIVE):
+                if name == LIST_MEMBER:
+                    for line in content.decode().splitlines():
+                        if line.strip() and not line.startswith("#"):
+                            lines[line.split()[0]] = line
+                elif name.endswith(".png"):
+                    annotations[name] = content
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_tar_gz(output_dir / IMAGES_ARCHIVE, [("images", None), *sorted(images.items())])
+    listing = "".join(line + "\n" for line in (*LIST_HEADER, *(lines[k] for k in sorted(lines)))).encode()
+    write_tar_gz(output_dir / ANNOTATIONS_ARCHIVE, [("annotations", None), (LIST_MEMBER, listing),
+                                                     ("annotations/trimaps", None), *sorted(annotations.items())])
+    info = {"origin": source, "kind": "combined", "parts": described,
+            "archives": {name: describe_archive(output_dir / name) for name in ARCHIVES}}
     (output_dir / "source.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
