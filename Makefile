@@ -6,8 +6,10 @@ SOURCE ?= synthetic:96
 PROFILE ?= quick
 PIPELINE_REQS := env/requirements-pipeline.txt env/requirements-dev.txt
 STAMP := $(VENV)/.installed
+IMAGE_VERSION := $(shell cat env/IMAGE_VERSION)
+BUILD_ARGS = --build-arg IMAGE_VERSION=$(IMAGE_VERSION) --build-arg GIT_COMMIT=$$(git rev-parse HEAD)
 
-.PHONY: setup serving-env browser run test test-all lint bench lab serve clean lock help
+.PHONY: setup serving-env browser run test test-all lint bench lab serve images validate clean lock help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,6 +54,15 @@ bench: setup  ## benchmarks: print figures and ratios (see bench/README.md)
 
 serve: setup serving-env  ## serve the newest released model on http://127.0.0.1:9000 (Seldon Core)
 	$(BIN)/reproml serve
+
+validate: setup  ## check every pipeline spec, overlay and Kubernetes manifest offline
+	$(BIN)/reproml validate
+
+images:  ## build the four container images at env/IMAGE_VERSION (needs docker; see env/README.md)
+	docker build -f env/Dockerfile.pipeline $(BUILD_ARGS) -t ghcr.io/reproml/pipeline:$(IMAGE_VERSION) .
+	docker build -f env/Dockerfile.pipeline-gpu $(BUILD_ARGS) -t ghcr.io/reproml/pipeline-gpu:$(IMAGE_VERSION) .
+	docker build -f env/Dockerfile.serving $(BUILD_ARGS) -t ghcr.io/reproml/serving:$(IMAGE_VERSION) .
+	docker build -f env/Dockerfile.notebook $(BUILD_ARGS) -t ghcr.io/reproml/notebook:$(IMAGE_VERSION) .
 
 lock:  ## re-resolve env/constraints-pipeline.txt from the requirement files
 	rm -rf /tmp/reproml-lock && $(PYTHON) -m venv /tmp/reproml-lock

@@ -208,7 +208,21 @@ def cmd_tensorboard(args, store: Store) -> int:
 def cmd_serve(args, store: Store) -> int:
     from reproml.serve import serve
 
-    return serve(args.release, port=args.port, host=args.host, store=store)
+    release = args.release if not args.release or "@" in args.release else f"release@{args.release}"
+    return serve(release, port=args.port, host=args.host, store=store)
+
+
+def cmd_deploy(args, store: Store | None) -> int:
+    from reproml import cluster
+
+    cluster.deploy(args.pachd, args.specs, source=args.source, dry_run=args.dry_run, overlay=args.overlay)
+    return 0
+
+
+def cmd_validate(args, store: Store | None) -> int:
+    from reproml import manifests
+
+    return manifests.validate_command(Path(args.root))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,6 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
                        "exposes the server to the network)")
     serve.set_defaults(func=cmd_serve)
 
+    deploy = verbs.add_parser(
+        "deploy", help="create or update the pipelines of pachyderm/ on a Pachyderm cluster",
+        description="Create the input repos, create or update the pipelines in DAG order and put the source "
+                    "data; pipelines whose spec is unchanged on the cluster are left alone.")
+    deploy.add_argument("--pachd", metavar="HOST:PORT", help="pachd's address, e.g. localhost:30650 after "
+                        "`kubectl -n pachyderm port-forward svc/pachd 30650` (not needed with --dry-run)")
+    deploy.add_argument("--dry-run", action="store_true",
+                        help="print the requests instead of sending them (without --pachd: for an empty cluster)")
+    deploy.add_argument("--source", help="as for run; default: the spec's own (oxford, daily). A folder or "
+                                         "file:// URL is put into the input repo `source`")
+    deploy.add_argument("--overlay", metavar="NAME", help="merge pachyderm/overlays/NAME.yaml over the specs "
+                                                         "(gpu: one GPU each for tune and model)")
+    deploy.add_argument("--specs", default="pachyderm", metavar="DIR", help="the folder of pipeline specs")
+    deploy.set_defaults(func=cmd_deploy, needs_store=False)
+
+    validate = verbs.add_parser("validate", help="check every pipeline spec, overlay and Kubernetes manifest "
+                                                 "offline against the reference schemas")
+    validate.add_argument("--root", default=".", help="the repository root (default: the current folder)")
+    validate.set_defaults(func=cmd_validate, needs_store=False)
+
     logs = verbs.add_parser("logs", help="the logs of a job's datums (the newest job by default)")
     logs.add_argument("--job", help="a job id (see `reproml list job`)")
     logs.add_argument("--pipeline", help="the newest job of this pipeline")
@@ -287,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        store = Store.open(args.store or os.environ.get("REPROML_STORE"))
+        needs_store = getattr(args, "needs_store", True)  # deploy and validate never touch the local store
+        store = Store.open(args.store or os.environ.get("REPROML_STORE")) if needs_store else None
         return args.func(args, store)
     except ReproError as error:
         print(f"reproml: error: {error}", file=sys.stderr)
