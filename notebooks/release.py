@@ -16,10 +16,12 @@
 # Decides whether the evaluated model replaces the one being served and, when it does, writes the SeldonDeployment that serves it.
 #
 # **Inputs:** `evaluation_dir`, evaluate's output (`evaluation.json`, `Report.ipynb`, with `model.keras` and
-# `calibration.json` unless `model_dir` names another folder); the current release, found at `current_release`.
+# `calibration.json` unless `model_dir` names another folder); the current release, found at `current_release`;
+# on the cluster, the `ml-user` service account's token in `ml_user_dir`.
 #
 # **Outputs:** `release.json` (the decision, the rule and the numbers, always) and, when the model is released,
-# `seldondeployment.yaml`, `model.keras` and `calibration.json` in `output_dir`.
+# `seldondeployment.yaml`, `model.keras` and `calibration.json` in `output_dir`; on the cluster, the
+# SeldonDeployment applied to Kubernetes as the `ml-user` service account.
 
 # %%
 from pathlib import Path
@@ -43,7 +45,9 @@ current_release: str = "release@master"  # where releases are recorded: a local 
 serving_image: str = "ghcr.io/reproml/serving:0.1.0"  # the serving image, by exact tag or digest
 namespace: str = "serving"  # Kubernetes namespace of the SeldonDeployment
 deployment_name: str = "reproml-segmentation"  # name of the SeldonDeployment
-apply: bool = False  # on a cluster, apply the manifest with the Kubernetes API (as the ml-user service account)
+apply: str = "auto"  # auto (apply when the ml-user token is mounted, i.e. on the cluster) | true | false
+ml_user_dir: str = "/var/run/secrets/reproml/ml-user"  # ml-user's token and ca.crt (pachyderm/release.yaml mounts them)
+kubernetes_api: str = ""  # the API server; empty means https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
 output_dir: str = ""  # where release.json and, on release, the manifest and model files go (required)
 
 # %% [markdown]
@@ -58,6 +62,7 @@ if not evaluation_dir or not output_dir:
                      "`python -m reproml.stage notebooks/release.py --in evaluation_dir=evaluate "
                      "--commit evaluate_commit=evaluate`")
 model_dir = model_dir or evaluation_dir
+applying, apply_reason = seldon.should_apply(apply, ml_user_dir)  # checked first: a bad value fails before any work
 evaluation = release.read_json(evaluation_dir, "evaluation.json", "evaluate")
 candidate = release.gate_metrics(evaluation, where=str(Path(evaluation_dir) / "evaluation.json"))
 thresholds = release.Thresholds(pixel_accuracy=min_pixel_accuracy, mean_iou=min_mean_iou,
@@ -138,11 +143,20 @@ sb.glue("release_provenance", provenance or {})  # `provenance` is the runner's 
 # %% [markdown]
 # ## Deploying
 #
-# Locally, the release is recorded by the commit this job makes in the store, and `reproml serve` serves it.
-# On a cluster with `apply=True`, the manifest is applied with the Kubernetes API.
+# A release is served where it was made. On the cluster the release pipeline's pods, and only they, mount
+# the `ml-user` service account's token; with `apply=auto` its presence is what says "cluster", and the
+# SeldonDeployment is created (or, when it exists, patched) with the Kubernetes API as `ml-user`, which may
+# do nothing else. Locally there is no token: nothing is applied, the release is the commit this job makes in
+# the store, and `reproml serve` serves it. `apply=true` or `apply=false` overrides the guess.
 
 # %%
-if apply and decision.released:
-    print("SeldonDeployment", seldon.apply(manifest))
+applied = ""
+if not decision.released:
+    print("not applied: nothing was released")
+elif applying:
+    applied = seldon.apply(manifest, base_url=kubernetes_api or None, credentials=ml_user_dir)
+    print(f"{apply_reason}\nSeldonDeployment {namespace}/{deployment_name} {applied} as ml-user")
 else:
-    print("not applied" + ("" if decision.released else ": nothing was released"))
+    print(f"not applied: {apply_reason}")
+sb.glue("applied", applied)
+sb.glue("apply_reason", apply_reason)

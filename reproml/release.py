@@ -197,7 +197,7 @@ def find_current_release_on_cluster(ref: str) -> CurrentRelease | None:  # pragm
     if parsed.repo not in {r.repo.name for r in client.list_repo()}:
         return None
     for info in client.list_commit(parsed.repo, to_commit=(parsed.repo, parsed.ref)):  # newest first
-        commit = (parsed.repo, info.commit.id)
+        commit = (parsed.repo, None, info.commit.id)  # (repo, branch, id): the id named as an id, not a branch
         try:
             record = json.loads(client.get_file(commit, RELEASE_FILE).read())
         except Exception:  # a commit without release.json (an unfinished or failed job) is not a release

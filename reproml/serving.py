@@ -158,16 +158,37 @@ class SegmentationModel:
         masks, probabilities = self._infer(images)
         return masks.numpy().astype(np.uint8), probabilities.numpy()
 
-    def _fetch_release(self) -> Path:  # pragma: no cover - needs pachd
-        """Copy the release's files from Pachyderm (on a cluster) into a temporary folder."""
-        import python_pachyderm
+    def _fetch_release(self, client=None) -> Path:
+        """Copy the release's files from Pachyderm (on a cluster) into a temporary folder.
 
+        Args:
+            client: a python-pachyderm client; None connects to `PACHD_ADDRESS` (the SeldonDeployment sets it).
+
+        Returns:
+            The folder holding model.keras, calibration.json and release.json.
+        """
         if not self.release_commit:
-            raise ValueError("neither model_dir nor release_commit is set: nothing to serve")
-        client = python_pachyderm.Client.from_pachd_address(os.environ["PACHD_ADDRESS"])
+            raise ValueError("neither model_dir nor release_commit is set: nothing to serve; set MODEL_DIR, "
+                             "or the release_commit parameter that the release's SeldonDeployment carries")
+        if client is None:
+            import python_pachyderm
+
+            address = os.environ.get("PACHD_ADDRESS", "")
+            if not address:
+                raise ValueError("PACHD_ADDRESS is not set, so the release cannot be fetched from Pachyderm; "
+                                 "the release's SeldonDeployment sets it (e.g. grpc://pachd.pachyderm:30650)")
+            client = python_pachyderm.Client.new_from_pachd_address(address)
         folder = Path(tempfile.mkdtemp(prefix="release-"))
+        # (repo, branch, id): python-pachyderm would read a 2-tuple's id as a branch name unless it looks
+        # like a UUIDv4, so the id is named explicitly.
+        commit = (self.release_repo, None, self.release_commit)
         for name in ("model.keras", "calibration.json", "release.json"):
-            data = client.get_file((self.release_repo, self.release_commit), name).read()
+            try:
+                data = client.get_file(commit, name).read()
+            except Exception as error:  # grpc.RpcError: name the commit and file, not just the RPC status
+                raise FileNotFoundError(f"cannot read {name} from {self.release_repo}@{self.release_commit} on "
+                                        f"pachd: {error}; check the commit with `pachctl list file "
+                                        f"{self.release_repo}@{self.release_commit}`") from error
             (folder / name).write_bytes(data)
         return folder
 
