@@ -105,16 +105,6 @@ def test_manifest_refuses_an_inexact_image(image):
         seldon.seldon_deployment(PROVENANCE, "9" * 32, image, "serving")
 
 
-def test_apply_without_the_kubernetes_client_says_what_to_install():
-    try:
-        import kubernetes  # noqa: F401
-        pytest.skip("the kubernetes client is installed here; apply would try to reach a cluster")
-    except ImportError:
-        pass
-    with pytest.raises(ReproError, match="kubernetes"):
-        seldon.apply({})
-
-
 def test_current_release_skips_refusals(tmp_path):
     store = Store.open(tmp_path / "store")
     assert release.find_current_release("release@master", store) is None
