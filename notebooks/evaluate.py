@@ -1,0 +1,188 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Report: how well does the model segment pets it has never seen?
+#
+# Evaluates the calibrated model on the held-out test split and reports its accuracy, overlap and calibration.
+#
+# **Inputs:** `data_dir`, transform's `test/` split; `model_dir`, calibrate's output (`model.keras`,
+# `calibration.json`).
+#
+# **Outputs:** `evaluation.json` (every headline number, stable key order, fixed float formatting),
+# `confusion_matrix.png`, `reliability.png`, `predictions.png`, `worst_samples.png`.
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import scrapbook as sb
+from IPython.display import Markdown, display
+
+from reproml.seg import dataset, inference, metrics, report, training
+
+# %% tags=["parameters"]
+data_dir: str = ""  # transform's test split folder, holding <id>/image.png and mask.png (required)
+model_dir: str = ""  # calibrate's output, holding model.keras and calibration.json (required)
+model_commit: str = ""  # commit of calibrate's output (the calibrated model evaluated)
+data_commit: str = ""  # commit of transform's output (the test data)
+n_bins: int = 15  # equal-width confidence bins of the expected calibration error
+n_examples: int = 4  # test images shown with truth and prediction
+n_worst: int = 4  # lowest-IoU test images shown
+batch_size: int = 16  # images per prediction batch
+output_dir: str = ""  # where the outputs go (required)
+
+# %% [markdown]
+# The model and its temperature come from calibrate's output (the weights must be the ones the
+# temperature was fitted for); every test image is predicted once, and everything below reads from
+# these predictions.
+
+# %%
+if not data_dir or not model_dir or not output_dir:
+    raise ValueError(
+        f"data_dir, model_dir and output_dir are required (got {data_dir!r}, {model_dir!r}, {output_dir!r}); "
+        "run `python -m reproml.stage notebooks/evaluate.py --in data_dir=transform/test --in model_dir=calibrate` "
+        "or pass them as parameters"
+    )
+out = Path(output_dir)
+out.mkdir(parents=True, exist_ok=True)
+calibration_file = Path(model_dir) / "calibration.json"
+calibrated = json.loads(calibration_file.read_text())
+model = inference.load_model(Path(model_dir) / "model.keras")
+fingerprint = training.weights_fingerprint(model)
+if fingerprint != calibrated["weights_fingerprint"]:
+    raise ValueError(
+        f"{model_dir}: model.keras has weights {fingerprint} but {calibration_file.name} was fitted for "
+        f"{calibrated['weights_fingerprint']}; rerun calibrate on this model"
+    )
+temperature = float(calibrated["temperature"])
+images, labels, ids = dataset.load_arrays(data_dir)
+logits = inference.predict_logits(model, images, batch_size)
+predictions = logits.argmax(axis=-1)
+evaluation = inference.evaluation_record(
+    calibrate_commit=model_commit,
+    model_commit=calibrated.get("model_commit", ""),
+    transform_commit=data_commit,
+    weights_fingerprint=fingerprint,
+    temperature=temperature,
+    sample_ids=ids,
+    img_size=images.shape[1],
+    logits=logits,
+    labels=labels,
+    class_names=dataset.CLASS_NAMES,
+    n_bins=n_bins,
+)
+headline = inference.headline_metrics(evaluation)
+
+# %% [markdown]
+# ## Summary
+
+# %%
+not_recorded = "not recorded (run outside a pipeline)"
+display(Markdown(f"""
+**Model:** calibrate commit `{model_commit or not_recorded}` (model commit
+`{calibrated.get("model_commit") or not_recorded}`), weights fingerprint `{fingerprint[:16]}…`,
+temperature {temperature:.3f} (from `calibration.json`).
+
+**Data:** transform commit `{data_commit or not_recorded}`, test split of {len(ids)} images of
+{images.shape[1]}x{images.shape[2]} pixels.
+
+**Headline:** pixel accuracy **{headline['pixel_accuracy']:.3f}**, mean IoU **{headline['mean_iou']:.3f}**
+(pet {headline['iou_pet']:.3f}), Dice {headline['dice']:.3f}, ECE after calibration {headline['ece']:.4f}
+(before {headline['ece_uncalibrated']:.4f}).
+"""))
+
+# %% [markdown]
+# ## Per-class overlap
+#
+# IoU and Dice per class on all test pixels together. The border class is a thin ring around the pet
+# and is the hardest: its IoU is where most of the error lives. A class absent from both truth and
+# prediction would show as n/a and is left out of the means.
+
+# %%
+display(Markdown(report.markdown_table(
+    ["class", "IoU", "Dice"],
+    [[name, headline[f"iou_{name}"], headline[f"dice_{name}"]] for name in dataset.CLASS_NAMES]
+    + [["mean", headline["mean_iou"], headline["dice"]]],
+)))
+
+# %% [markdown]
+# ## Confusion matrix
+#
+# Rows are the true class, columns the predicted one; each row is normalised to the share of that
+# class's pixels.
+
+# %%
+cm = metrics.confusion_matrix(labels, predictions, len(dataset.CLASS_NAMES))
+figure = report.confusion_figure(cm, dataset.CLASS_NAMES)
+figure.savefig(out / "confusion_matrix.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Calibration
+#
+# Is a pixel predicted with 90% confidence right 90% of the time? Left: the raw softmax; right: after
+# dividing the logits by the temperature fitted on the calibration split.
+
+# %%
+figure = report.reliability_figure({
+    "uncalibrated (T = 1)": metrics.reliability(metrics.softmax(logits), labels, n_bins),
+    f"calibrated (T = {temperature:.3f})": metrics.reliability(metrics.softmax(logits, temperature), labels, n_bins),
+})
+figure.savefig(out / "reliability.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Test images with truth and prediction
+#
+# The first test images in id order (red pet, blue background, yellow border).
+
+# %%
+shown = slice(0, n_examples)
+figure = report.prediction_grid(images[shown], labels[shown], predictions[shown], ids[shown])
+figure.savefig(out / "predictions.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Where the model fails
+#
+# The test images with the lowest mean IoU: look here for systematic errors (dark fur on dark
+# backgrounds, several pets, pets cut by the frame).
+
+# %%
+sample_iou = metrics.per_sample_mean_iou(labels, predictions, len(dataset.CLASS_NAMES))
+worst = inference.worst_samples(sample_iou, n_worst)
+figure = report.prediction_grid(
+    images[worst], labels[worst], predictions[worst], [f"{ids[i]} (IoU {sample_iou[i]:.2f})" for i in worst]
+)
+figure.savefig(out / "worst_samples.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Outputs
+#
+# `evaluation.json` is the machine-readable form of this report, read by the release gate: the commits
+# it came from, then the metrics (per-class values under `iou` and `dice_per_class`), then the
+# confusion matrix.
+
+# %%
+report.write_json(evaluation, out / "evaluation.json")
+for name, value in headline.items():
+    sb.glue(name, report.finite_or_none(value) if isinstance(value, float) else value)
+sb.glue("temperature", temperature)
+sb.glue("n_test_samples", len(ids))
+sb.glue("model_commit", model_commit)
+sb.glue("data_commit", data_commit)
+sb.glue("weights_fingerprint", fingerprint)
+sb.glue("worst_samples", {ids[i]: report.finite_or_none(sample_iou[i]) for i in worst})
+print(report.dumps_json(evaluation))

@@ -1,0 +1,156 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Train
+#
+# Trains a U-Net to label every pixel as pet, background or border, seeded so that a rerun gives the same weights.
+#
+# **Inputs:** `data_dir`, transform's output (`training/` and `validation/` splits of `<id>/image.png`,
+# `<id>/mask.png`); optionally `hp_file`, tune's `optimal_hp.json`.
+#
+# **Outputs:** `model.keras` (weights of the epoch with the lowest validation loss), `history.json`,
+# `logs/` (TensorBoard), `checkpoints/`, `learning_curves.png`, and a copy of `optimal_hp.json` when
+# `hp_file` is given.
+#
+# Two pipelines run this notebook: `train` (a short run with the default hyper-parameters, a smoke
+# check of the data) and `model` (the hyper-parameters tune found).
+
+# %%
+import shutil
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import scrapbook as sb
+
+from reproml.seg import dataset, report, training
+
+# %% tags=["parameters"]
+data_dir: str = ""  # transform's output root, holding training/ and validation/ (required)
+hp_file: str = ""  # tune's optimal_hp.json; when given, its values replace the five hyper-parameters below
+data_commit: str = ""  # commit of transform's output, recorded in the scraps
+epochs: int = 5  # passes over the training split
+batch_size: int = 16  # images per training step
+learning_rate: float = 0.001  # Adam step size
+base_filters: int = 16  # filters of the U-Net's first level, doubled at each level down
+depth: int = 4  # down-sampling steps; the image size must be divisible by 2**depth
+dropout: float = 0.1  # dropout rate at the bottleneck
+batch_norm: bool = True  # batch normalisation after every convolution
+augment: bool = True  # random horizontal flips (image and mask together) and brightness jitter
+encoder: str = "scratch"  # "scratch" (plain U-Net) or "mobilenetv2"
+imagenet_weights: bool = False  # mobilenetv2 only: start from ImageNet weights (downloads them: needs internet)
+seed: int = 42  # seeds weights, data order and augmentation
+deterministic: bool = True  # TensorFlow op determinism: identical weights on a rerun, at a small speed cost
+mixed_precision: bool = False  # float16 (GPU) or bfloat16 (CPU) compute; float32 weights and logits
+output_dir: str = ""  # where the outputs go (required)
+
+# %% [markdown]
+# ## Set-up
+#
+# The hyper-parameters come from the parameters above, or from `hp_file` when the `model` pipeline
+# passes tune's result; either way they are checked (an unknown key or a wrong type stops the run here,
+# naming the key). Then seeds are set and the device is chosen.
+
+# %%
+if not data_dir or not output_dir:
+    raise ValueError(
+        f"data_dir and output_dir are required (got {data_dir!r}, {output_dir!r}); run "
+        "`python -m reproml.stage notebooks/train.py --in data_dir=transform` or pass them as parameters"
+    )
+out = Path(output_dir)
+out.mkdir(parents=True, exist_ok=True)
+hp = training.validate_hp(
+    {"learning_rate": learning_rate, "base_filters": base_filters, "depth": depth, "batch_size": batch_size,
+     "dropout": dropout},
+    source="train notebook parameters",
+)
+if hp_file:
+    hp.update(training.load_hp_file(hp_file))
+training.set_determinism(seed, deterministic)
+device = training.configure_device(mixed_precision)
+print("hyper-parameters:", hp)
+print("device:", device)
+
+# %% [markdown]
+# ## The data
+#
+# How many samples each split holds, and a few training samples with their trimaps (red pet,
+# blue background, yellow border): if masks and images do not line up, it shows here first.
+
+# %%
+split_sizes = {split: dataset.count_samples(dataset.split_dir(data_dir, split)) for split in ("training", "validation")}
+img_size = dataset.image_size(dataset.split_dir(data_dir, "training"))
+print(f"split sizes: {split_sizes}; images {img_size}x{img_size}")
+images, masks, ids = dataset.load_arrays(dataset.split_dir(data_dir, "training"), limit=3)
+report.prediction_grid(images, masks, None, ids)
+plt.show()
+
+# %% [markdown]
+# ## Training
+#
+# Adam on pixel-wise cross-entropy of the logits. TensorBoard logs go to `logs/`; the best and the
+# last epoch's weights to `checkpoints/`.
+
+# %%
+model, result = training.train_model(
+    data_dir,
+    hp,
+    epochs=epochs,
+    output_dir=out,
+    seed=seed,
+    augment=augment,
+    batch_norm=batch_norm,
+    encoder=encoder,
+    weights="imagenet" if imagenet_weights else None,
+)
+fingerprint = training.weights_fingerprint(model)
+print(f"{model.name}: {model.count_params():,} parameters; best epoch {result.best_epoch} of {result.epochs}")
+print(f"{result.images_per_second:.1f} training images/s; weights fingerprint {fingerprint}")
+
+# %% [markdown]
+# ## Learning curves
+#
+# Training against validation, per epoch: a widening gap means over-fitting; a flat validation
+# curve with a falling training one means the model memorises.
+
+# %%
+figure = report.learning_curves(result.history)
+figure.savefig(out / "learning_curves.png", dpi=100)
+plt.show()
+
+# %% [markdown]
+# ## Outputs
+#
+# The model is saved with the weights of its best epoch; `history.json` holds the curves with fixed
+# float formatting, so the files of two runs diff line by line.
+
+# %%
+model.save(out / "model.keras")
+report.write_json({"epoch": list(range(1, result.epochs + 1)), **result.history, "best_epoch": result.best_epoch},
+                  out / "history.json")
+if hp_file:
+    shutil.copyfile(hp_file, out / "optimal_hp.json")
+best = {name: values[result.best_epoch - 1] for name, values in result.history.items()}
+final = {name: values[-1] for name, values in result.history.items()}
+sb.glue("hyperparameters", hp)
+sb.glue("data_commit", data_commit)
+sb.glue("epochs", result.epochs)
+sb.glue("best_epoch", result.best_epoch)
+sb.glue("best_metrics", best)
+sb.glue("final_metrics", final)
+sb.glue("weights_fingerprint", fingerprint)
+sb.glue("images_per_second", result.images_per_second)
+sb.glue("training_seconds", result.seconds)
+sb.glue("n_params", model.count_params())
+sb.glue("device", device)
+print("best:", best)
+print("final:", final)

@@ -1,0 +1,190 @@
+"""Input pipeline over transform's output: one split folder of `<id>/{image.png,mask.png}` samples.
+
+Images are RGB PNGs of img_size x img_size; masks are Oxford trimaps (mode L) whose labels are
+1 pet, 2 background, 3 border. Everything downstream works on class ids 0 pet, 1 background, 2 border,
+so the shift by one happens here and only here. Images are normalised to float32 in [0, 1]; the model
+takes that range as its input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
+NUM_CLASSES = len(CLASS_NAMES)
+SPLITS: tuple[str, ...] = ("training", "validation", "test", "calibration")
+
+
+def split_dir(data_dir: str | Path, split: str) -> Path:
+    """The folder of one split under transform's output root, checked to exist.
+
+    Args:
+        data_dir: Transform's output root (holds `training/`, `validation/`, ...).
+        split: One of SPLITS.
+
+    Returns:
+        The split folder.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    path = Path(data_dir) / split
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"split folder {path} does not exist; data_dir must be transform's output root "
+            f"holding {', '.join(s + '/' for s in SPLITS)}"
+        )
+    return path
+
+
+def list_samples(folder: str | Path) -> list[Path]:
+    """Sample folders of one split, sorted by id so every run sees the same order.
+
+    Args:
+        folder: A split folder holding `<id>/image.png` and `<id>/mask.png`.
+
+    Returns:
+        The sample folders, sorted by name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"split folder {folder} does not exist")
+    samples = sorted(p.parent for p in folder.glob("*/image.png") if (p.parent / "mask.png").is_file())
+    if not samples:
+        raise FileNotFoundError(
+            f"no samples in {folder}: expected <id>/image.png and <id>/mask.png (transform's output layout)"
+        )
+    return samples
+
+
+def image_size(folder: str | Path) -> int:
+    """Side length in pixels of the (square) images of a split, read from its first sample."""
+    with Image.open(list_samples(folder)[0] / "image.png") as image:
+        width, height = image.size
+    if width != height:
+        raise ValueError(f"images in {folder} are {width}x{height}; transform writes square images")
+    return width
+
+
+def trimap_to_class_ids(mask: np.ndarray, where: str = "mask") -> np.ndarray:
+    """Map trimap labels 1, 2, 3 to class ids 0, 1, 2, refusing any other value.
+
+    Args:
+        mask: Trimap array of labels 1 (pet), 2 (background), 3 (border).
+        where: Names the mask in the error message.
+
+    Returns:
+        uint8 class ids of the same shape.
+    """
+    values = np.unique(mask)
+    bad = values[(values < 1) | (values > NUM_CLASSES)]
+    if bad.size:
+        raise ValueError(f"{where} holds labels {bad.tolist()}; trimaps hold only 1 pet, 2 background, 3 border")
+    return (mask - 1).astype(np.uint8)
+
+
+def load_arrays(folder: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load a split into memory, for evaluation and calibration.
+
+    Args:
+        folder: A split folder.
+        limit: Read at most this many samples (the first ones in id order); None reads all.
+
+    Returns:
+        images float32 (N, H, W, 3) in [0, 1], masks uint8 class ids (N, H, W), sample ids.
+    """
+    samples = list_samples(folder)[:limit]
+    images, masks = [], []
+    for sample in samples:
+        with Image.open(sample / "image.png") as image:
+            images.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        with Image.open(sample / "mask.png") as mask:
+            masks.append(trimap_to_class_ids(np.asarray(mask), where=str(sample / "mask.png")))
+    shapes = {image.shape for image in images}
+    if len(shapes) != 1:
+        raise ValueError(f"images in {folder} differ in shape: {sorted(shapes)}; transform resizes all to one size")
+    return normalise(np.stack(images)), np.stack(masks), [s.name for s in samples]
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB pixels to the model's float32 input range [0, 1]."""
+    return images.astype(np.float32) / 255.0
+
+
+def _decode(image_path: tf.Tensor, mask_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    image = tf.io.decode_png(tf.io.read_file(image_path), channels=3)
+    mask = tf.io.decode_png(tf.io.read_file(mask_path), channels=1)
+    # uint8 arithmetic: a stray label 0 wraps to 255, so one upper bound catches both ends.
+    mask = mask - 1
+    tf.debugging.assert_less(
+        mask, tf.constant(NUM_CLASSES, tf.uint8), message="mask.png holds labels outside 1 pet, 2 background, 3 border"
+    )
+    return image, mask
+
+
+def _augment(seed: tf.Tensor, image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    # Image and mask are flipped as one tensor, so they cannot end up misaligned.
+    stacked = tf.concat([image, tf.cast(mask, image.dtype)], axis=-1)
+    stacked = tf.image.stateless_random_flip_left_right(stacked, seed=seed[0])
+    image, mask = stacked[..., :3], tf.cast(stacked[..., 3:], tf.uint8)
+    # Brightness jitter (image only) of at most 10% of the range keeps labels valid.
+    image = tf.image.stateless_random_brightness(image, max_delta=0.1, seed=seed[1])
+    return tf.clip_by_value(image, 0.0, 1.0), mask
+
+
+def make_dataset(
+    folder: str | Path,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    augment: bool = False,
+    seed: int = 42,
+    cache: bool = True,
+    limit: int | None = None,
+) -> tf.data.Dataset:
+    """A batched tf.data pipeline of (image, mask) over one split folder.
+
+    Files are listed in id order, decoded in parallel (in order), cached as uint8, then normalised,
+    shuffled and augmented with seeded ops: the same seed gives the same batches in every run, and each
+    epoch draws fresh shuffles and flips from that seed.
+
+    Args:
+        folder: A split folder.
+        batch_size: Images per batch.
+        shuffle: Reshuffle every epoch (training).
+        augment: Random horizontal flip (image and mask together) and brightness jitter.
+        seed: Seed of the shuffle and the augmentation.
+        cache: Keep decoded samples in memory after the first epoch.
+        limit: Use at most this many samples (the first in id order); None uses all.
+
+    Returns:
+        Dataset of (float32 images (B, H, W, 3) in [0, 1], uint8 class ids (B, H, W, 1)).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    samples = list_samples(folder)[:limit]
+    paths = tf.data.Dataset.from_tensor_slices(
+        ([str(s / "image.png") for s in samples], [str(s / "mask.png") for s in samples])
+    )
+    ds = paths.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    ds = ds.map(lambda image, mask: (tf.cast(image, tf.float32) / 255.0, mask), num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle:
+        ds = ds.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        # One int64 pair per sample, re-drawn each epoch from `seed`: stateless ops need explicit seeds.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+        seeds = seeds.map(lambda s: tf.reshape(s, (2, 2)))
+        ds = tf.data.Dataset.zip((seeds, ds)).map(
+            lambda s, pair: _augment(s, *pair), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def count_samples(folder: str | Path) -> int:
+    """Number of samples in a split folder."""
+    return len(list_samples(folder))

@@ -1,0 +1,105 @@
+"""Using a trained model: load it, predict logits for a split, pick the worst samples, build evaluation.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from reproml.seg import calibration, metrics
+
+# The scalar metrics of evaluation.json that are also scraps (besides per-class IoU and Dice).
+HEADLINE = ("pixel_accuracy", "mean_iou", "dice", "ece", "nll", "ece_uncalibrated", "nll_uncalibrated")
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a `.keras` model for inference (no optimizer state, no compile)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found; expected the model.keras written by train/model")
+    return keras.models.load_model(path, compile=False)
+
+
+def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Logits (N, H, W, C) as float32 for float32 images (N, H, W, 3) in [0, 1]."""
+    if len(images) == 0:
+        raise ValueError("no images to predict")
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def worst_samples(per_sample_iou: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n samples with the lowest mean IoU, lowest first (ties by index, so stable)."""
+    return np.argsort(per_sample_iou, kind="stable")[:n]
+
+
+def evaluation_record(
+    *,
+    calibrate_commit: str,
+    model_commit: str,
+    transform_commit: str,
+    weights_fingerprint: str,
+    temperature: float,
+    sample_ids: list[str],
+    img_size: int,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    n_bins: int = metrics.ECE_BINS,
+) -> dict[str, object]:
+    """Every number of evaluation.json, in its file order: provenance, data, metrics, confusion matrix.
+
+    Segmentation metrics use argmax of the logits (unchanged by temperature); ECE and NLL use the
+    calibrated probabilities, with the uncalibrated values alongside. A commit not given is written as
+    null (unknown), never as a placeholder.
+
+    Args:
+        calibrate_commit: Commit of calibrate's output (model.keras + calibration.json evaluated here).
+        model_commit: Commit of the model pipeline's output (as recorded in calibration.json).
+        transform_commit: Commit of transform's output (the test data).
+        weights_fingerprint: sha256 over the model's weights.
+        temperature: Calibration temperature.
+        sample_ids: Ids of the test samples, in the order of logits.
+        img_size: Image side in pixels.
+        logits: (N, H, W, C) logits.
+        labels: (N, H, W) class ids.
+        class_names: Class names in id order.
+        n_bins: ECE bins.
+
+    Returns:
+        The record (write it with report.write_json).
+    """
+    seg = metrics.segmentation_report(labels, logits.argmax(axis=-1), class_names)
+    calib = calibration.calibration_metrics(logits, labels, temperature, n_bins)
+    return {
+        "calibrate_commit": calibrate_commit or None,
+        "model_commit": model_commit or None,
+        "transform_commit": transform_commit or None,
+        "weights_fingerprint": weights_fingerprint,
+        "temperature": temperature,
+        "split": "test",
+        "n_samples": len(sample_ids),
+        "img_size": img_size,
+        "pixel_accuracy": seg["pixel_accuracy"],
+        "mean_iou": seg["mean_iou"],
+        "dice": seg["dice"],
+        "iou": seg["iou"],
+        "dice_per_class": seg["dice_per_class"],
+        "ece": calib["ece_after"],
+        "nll": calib["nll_after"],
+        "ece_uncalibrated": calib["ece_before"],
+        "nll_uncalibrated": calib["nll_before"],
+        "ece_bins": n_bins,
+        "confusion_matrix": {
+            "rows_true_columns_predicted": list(class_names),
+            "counts": seg["confusion_matrix"].tolist(),
+        },
+    }
+
+
+def headline_metrics(record: dict[str, object]) -> dict[str, float]:
+    """The numbers of an evaluation record flattened for scraps: per-class values as iou_<class>, dice_<class>."""
+    flat = {name: record[name] for name in HEADLINE}
+    flat.update({f"iou_{name}": value for name, value in record["iou"].items()})
+    flat.update({f"dice_{name}": value for name, value in record["dice_per_class"].items()})
+    return flat

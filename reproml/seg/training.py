@@ -1,0 +1,291 @@
+"""Training: determinism switch, device choice, hyper-parameter validation, compile and fit, fingerprint.
+
+A deterministic run (`set_determinism(seed, True)`) seeds Python, NumPy and TensorFlow and enables
+TensorFlow op determinism, so two runs on the same machine give bit-identical weights; the saved
+`.keras` file still differs (it carries a timestamp), which is why runs are compared by
+`weights_fingerprint`, a sha256 over the weight arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from reproml.seg import dataset
+from reproml.seg.unet import build_unet
+
+# The hyper-parameters tune searches and optimal_hp.json may set, with their JSON types.
+HP_TYPES: dict[str, type] = {
+    "learning_rate": float,
+    "base_filters": int,
+    "depth": int,
+    "batch_size": int,
+    "dropout": float,
+}
+
+
+class HyperParameterError(ValueError):
+    """A hyper-parameter set (e.g. optimal_hp.json) has an unknown key, a wrong type or a bad value."""
+
+
+def _accepted() -> str:
+    return ", ".join(f"{key} ({kind.__name__})" for key, kind in HP_TYPES.items())
+
+
+def validate_hp(hp: object, source: str = "hyper-parameters") -> dict[str, int | float]:
+    """Check a hyper-parameter mapping against HP_TYPES; a subset of the keys is allowed.
+
+    An int is accepted where a float is expected (JSON writes 1.0 as 1 in some tools); a float is not
+    accepted for an int, and a bool is never a number here.
+
+    Args:
+        hp: The parsed mapping.
+        source: Where it came from (a file path), named in error messages.
+
+    Returns:
+        The mapping with values converted to the declared types, in HP_TYPES order.
+
+    Raises:
+        HyperParameterError: naming the offending key and the accepted keys and types.
+    """
+    if not isinstance(hp, Mapping):
+        raise HyperParameterError(f"{source}: expected a JSON object of {_accepted()}; got {type(hp).__name__}")
+    for key, value in hp.items():
+        if key not in HP_TYPES:
+            raise HyperParameterError(f"{source}: unknown key {key!r}; accepted keys: {_accepted()}")
+        kind = HP_TYPES[key]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (kind is int and not isinstance(value, int)):
+            raise HyperParameterError(
+                f"{source}: key {key!r} must be {kind.__name__}, got {type(value).__name__} {value!r}; "
+                f"accepted keys: {_accepted()}"
+            )
+    out = {key: HP_TYPES[key](hp[key]) for key in HP_TYPES if key in hp}
+    problems = [
+        f"{key}={out[key]!r} (must be {rule})"
+        for key, ok, rule in (
+            ("learning_rate", lambda v: v > 0, "> 0"),
+            ("base_filters", lambda v: v >= 1, ">= 1"),
+            ("depth", lambda v: v >= 1, ">= 1"),
+            ("batch_size", lambda v: v >= 1, ">= 1"),
+            ("dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+        )
+        if key in out and not ok(out[key])
+    ]
+    if problems:
+        raise HyperParameterError(f"{source}: bad value {'; '.join(problems)}")
+    return out
+
+
+def load_hp_file(path: str | Path) -> dict[str, int | float]:
+    """Read and validate a hyper-parameter JSON file (tune's optimal_hp.json)."""
+    path = Path(path)
+    try:
+        parsed = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HyperParameterError(f"{path}: hyper-parameter file not found") from None
+    except json.JSONDecodeError as err:
+        raise HyperParameterError(f"{path}: not valid JSON ({err})") from None
+    return validate_hp(parsed, source=str(path))
+
+
+def set_determinism(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow; with deterministic=True also enable TF op determinism.
+
+    Op determinism is process-wide and cannot be switched off again in the same process.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def configure_device(mixed_precision: bool = False) -> dict[str, object]:
+    """Use the GPU when TensorFlow sees one (Keras places ops there itself) and set the precision policy.
+
+    Mixed precision is float16 on a GPU and bfloat16 on a CPU (where float16 kernels are slow).
+
+    Returns:
+        dict with device ("GPU" or "CPU"), gpus (their names) and precision_policy.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            # Grow GPU memory on demand, so a notebook kernel does not claim the whole card.
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised by an earlier call in this process: the setting holds
+    policy = ("mixed_float16" if gpus else "mixed_bfloat16") if mixed_precision else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return {"device": "GPU" if gpus else "CPU", "gpus": [gpu.name for gpu in gpus], "precision_policy": policy}
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """sha256 over the model's weight arrays in order (dtype, shape and bytes of each)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    """Adam, sparse cross-entropy on logits, pixel accuracy and mean IoU."""
+    num_classes = model.output_shape[-1]
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.MeanIoU(num_classes, sparse_y_pred=False, name="mean_iou"),
+        ],
+    )
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training images per second, timing only the training batches of each epoch (not validation)."""
+
+    def __init__(self, images_per_epoch: int) -> None:
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+        self.epoch_seconds: list[float] = []
+        self._start = self._last = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_seconds.append(self._last - self._start)
+
+    def images_per_second(self) -> float:
+        """Steady-state rate: the first epoch (graph tracing, cache fill) is left out when there are more."""
+        seconds = self.epoch_seconds[1:] or self.epoch_seconds
+        return self.images_per_epoch * len(seconds) / sum(seconds) if sum(seconds) > 0 else float("nan")
+
+
+@dataclass
+class FitResult:
+    """What a training run produced besides the model itself."""
+
+    history: dict[str, list[float]]
+    epochs: int
+    best_epoch: int
+    seconds: float
+    images_per_second: float
+
+
+def fit(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset,
+    *,
+    epochs: int,
+    output_dir: str | Path,
+    n_train_images: int,
+    restore_best: bool = True,
+    verbose: int = 2,
+) -> FitResult:
+    """Fit a compiled model, writing TensorBoard logs to output_dir/logs and checkpoints to output_dir/checkpoints.
+
+    Args:
+        model: A compiled model.
+        train_ds: Training batches.
+        val_ds: Validation batches (the checkpoint monitors val_loss).
+        epochs: Number of epochs.
+        output_dir: Folder for logs/ and checkpoints/ (best.weights.h5, last.weights.h5).
+        n_train_images: Images per training epoch, for the throughput.
+        restore_best: Load the weights of the epoch with the lowest val_loss at the end.
+        verbose: Keras verbosity (2: one line per epoch, readable in an executed notebook).
+
+    Returns:
+        The FitResult; history maps metric names to per-epoch floats.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    output_dir = Path(output_dir)
+    checkpoints = output_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    throughput = Throughput(n_train_images)
+    callbacks = [
+        throughput,
+        keras.callbacks.TensorBoard(str(output_dir / "logs"), histogram_freq=0, write_graph=False, profile_batch=0),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / "best.weights.h5"), monitor="val_loss", save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.ModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
+    ]
+    start = time.perf_counter()
+    keras_history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
+    )
+    seconds = time.perf_counter() - start
+    history = {key: [float(v) for v in values] for key, values in sorted(keras_history.history.items())}
+    best_epoch = int(np.argmin(history["val_loss"])) + 1
+    if restore_best:
+        model.load_weights(str(checkpoints / "best.weights.h5"))
+    return FitResult(history, epochs, best_epoch, seconds, throughput.images_per_second())
+
+
+def train_model(
+    data_dir: str | Path,
+    hp: Mapping[str, int | float],
+    *,
+    epochs: int,
+    output_dir: str | Path,
+    seed: int = 42,
+    augment: bool = True,
+    batch_norm: bool = True,
+    encoder: str = "scratch",
+    weights: str | None = None,
+    limit: int | None = None,
+) -> tuple[keras.Model, FitResult]:
+    """Build, compile and fit a U-Net on transform's training split, validating on its validation split.
+
+    Args:
+        data_dir: Transform's output root.
+        hp: All of HP_TYPES' keys (validated here).
+        epochs: Number of epochs.
+        output_dir: Where logs/ and checkpoints/ go.
+        seed: Seed of shuffling and augmentation (weights are seeded by set_determinism).
+        augment: Flip and brightness augmentation of the training split.
+        batch_norm: Batch normalisation in the U-Net.
+        encoder: "scratch" or "mobilenetv2".
+        weights: None or "imagenet" (mobilenetv2 only).
+        limit: Use at most this many samples per split (tests, quick looks).
+
+    Returns:
+        The trained model (best validation epoch) and its FitResult.
+    """
+    hp = validate_hp(hp)
+    missing = sorted(set(HP_TYPES) - set(hp))
+    if missing:
+        raise HyperParameterError(f"missing hyper-parameters {missing}; need {_accepted()}")
+    train_dir, val_dir = dataset.split_dir(data_dir, "training"), dataset.split_dir(data_dir, "validation")
+    train_ds = dataset.make_dataset(
+        train_dir, hp["batch_size"], shuffle=True, augment=augment, seed=seed, limit=limit
+    )
+    val_ds = dataset.make_dataset(val_dir, hp["batch_size"], limit=limit)
+    model = build_unet(
+        dataset.image_size(train_dir),
+        depth=hp["depth"],
+        base_filters=hp["base_filters"],
+        dropout=hp["dropout"],
+        batch_norm=batch_norm,
+        encoder=encoder,
+        weights=weights,
+    )
+    compile_model(model, hp["learning_rate"])
+    n_train = min(dataset.count_samples(train_dir), limit or np.inf)
+    result = fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir, n_train_images=int(n_train))
+    return model, result

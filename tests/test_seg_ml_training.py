@@ -1,0 +1,206 @@
+"""The input pipeline, the U-Net, hyper-parameter validation and deterministic training (TensorFlow, tiny data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from seg_ml_data import make_transform_output
+
+from reproml.seg import dataset, training
+from reproml.seg.unet import build_unet
+
+TINY_HP = {"learning_rate": 0.01, "base_filters": 4, "depth": 2, "batch_size": 4, "dropout": 0.1}
+ACCEPTED = "learning_rate (float), base_filters (int), depth (int), batch_size (int), dropout (float)"
+
+
+# --- hyper-parameter validation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hp", "message"),
+    [
+        ({"learning_rate": 0.01, "lr": 0.1}, "unknown key 'lr'; accepted keys: " + ACCEPTED),
+        ({"depth": 2.5}, "key 'depth' must be int, got float 2.5; accepted keys: " + ACCEPTED),
+        ({"batch_size": "16"}, "key 'batch_size' must be int, got str '16'"),
+        ({"dropout": True}, "key 'dropout' must be float, got bool True"),
+        ({"dropout": 1.5}, "dropout=1.5 (must be in [0, 1))"),
+        ({"learning_rate": 0}, "learning_rate=0.0 (must be > 0)"),
+    ],
+    ids=["unknown key", "float for int", "string", "bool", "range", "zero rate"],
+)
+def test_validate_hp_names_the_key_and_the_accepted_ones(hp: dict, message: str) -> None:
+    with pytest.raises(training.HyperParameterError) as error:
+        training.validate_hp(hp, source="optimal_hp.json")
+    assert str(error.value).startswith("optimal_hp.json: ")
+    assert message in str(error.value)
+
+
+def test_validate_hp_accepts_ints_for_floats_and_keeps_the_canonical_order() -> None:
+    hp = training.validate_hp({"dropout": 0, "depth": 3, "learning_rate": 1})
+    assert hp == {"learning_rate": 1.0, "depth": 3, "dropout": 0.0}
+    assert list(hp) == ["learning_rate", "depth", "dropout"] and isinstance(hp["learning_rate"], float)
+
+
+def test_load_hp_file_reports_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "optimal_hp.json"
+    path.write_text(json.dumps({**TINY_HP, "momentum": 0.9}))
+    with pytest.raises(training.HyperParameterError, match=f"{path}: unknown key 'momentum'"):
+        training.load_hp_file(path)
+    path.write_text("{not json")
+    with pytest.raises(training.HyperParameterError, match="not valid JSON"):
+        training.load_hp_file(path)
+    path.write_text(json.dumps(TINY_HP))
+    assert training.load_hp_file(path) == TINY_HP
+
+
+# --- U-Net ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("depth", "base_filters", "batch_norm"), [(2, 4, True), (3, 8, False)])
+def test_unet_outputs_float32_logits_of_the_input_size(depth: int, base_filters: int, batch_norm: bool) -> None:
+    model = build_unet(32, depth=depth, base_filters=base_filters, dropout=0.2, batch_norm=batch_norm)
+    logits = model.predict(np.random.default_rng(0).random((2, 32, 32, 3), np.float32), verbose=0)
+    assert logits.shape == (2, 32, 32, 3) and logits.dtype == np.float32
+    assert model.get_layer("logits").activation.__name__ == "linear"
+    assert any("bn" in layer.name for layer in model.layers) == batch_norm
+
+
+def test_mixed_precision_keeps_float32_logits_and_is_switched_back() -> None:
+    try:
+        device = training.configure_device(mixed_precision=True)
+        assert device["precision_policy"] == ("mixed_float16" if device["gpus"] else "mixed_bfloat16")
+        model = build_unet(16, depth=2, base_filters=4)
+        assert model.get_layer("down0_conv1").compute_dtype != "float32"
+        assert model.predict(np.zeros((1, 16, 16, 3), np.float32), verbose=0).dtype == np.float32
+    finally:
+        assert training.configure_device(mixed_precision=False)["precision_policy"] == "float32"
+
+
+def test_unet_rejects_sizes_and_options_it_cannot_honour() -> None:
+    with pytest.raises(ValueError, match=r"img_size 36 is not divisible by 2\*\*depth = 8; choose a depth <= 2"):
+        build_unet(36, depth=3)
+    with pytest.raises(ValueError, match="needs encoder='mobilenetv2'"):
+        build_unet(32, depth=2, weights="imagenet")
+    with pytest.raises(ValueError, match="unknown encoder 'resnet'"):
+        build_unet(32, encoder="resnet")
+
+
+# --- tf.data pipeline --------------------------------------------------------------------------
+
+
+def _coded_split(folder: Path, n: int = 6, size: int = 16) -> None:
+    """Samples whose image encodes the mask (grey 51, 102, 153 for labels 1, 2, 3) in asymmetric shapes."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        trimap = rng.integers(1, 4, (size, size)).astype(np.uint8)
+        trimap[:, : size // 2] = 1 + i % 3  # a left half of one label makes every flip visible
+        sample = folder / f"s{i}"
+        sample.mkdir(parents=True)
+        Image.fromarray(np.repeat((51 * trimap)[..., None], 3, axis=2), "RGB").save(sample / "image.png")
+        Image.fromarray(trimap, "L").save(sample / "mask.png")
+
+
+def _epoch(ds) -> tuple[np.ndarray, np.ndarray]:
+    batches = list(ds.as_numpy_iterator())
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])[..., 0]
+
+
+def test_flip_keeps_image_and_mask_aligned(tmp_path: Path) -> None:
+    _coded_split(tmp_path)
+    plain_images, plain_masks = _epoch(dataset.make_dataset(tmp_path, 4))
+    assert set(np.unique(plain_masks)) == {0, 1, 2}  # trimap 1, 2, 3 became class ids 0, 1, 2
+    np.testing.assert_allclose(plain_images[..., 0], (plain_masks + 1) * 51 / 255, atol=1e-6)
+
+    augmented = dataset.make_dataset(tmp_path, 4, augment=True, seed=3)
+    flipped = 0
+    for _ in range(2):  # two epochs: flips are re-drawn per epoch
+        images, masks = _epoch(augmented)
+        for image, mask, plain in zip(images, masks, plain_masks, strict=True):
+            # Brightness shifts the whole image by one constant, so each class keeps one grey level,
+            # in class order, exactly where the (possibly flipped) mask has that class.
+            levels = [np.ptp(image[..., 0][mask == k]) for k in np.unique(mask)]
+            assert max(levels) < 1e-6, levels
+            means = [image[..., 0][mask == k].mean() for k in np.unique(mask)]
+            assert means == sorted(means)
+            assert np.array_equal(mask, plain) or np.array_equal(mask, plain[:, ::-1])
+            flipped += not np.array_equal(mask, plain)
+    assert 0 < flipped < 12, flipped
+
+
+def test_pipeline_is_deterministic_for_a_seed_and_shuffles_per_epoch(tmp_path: Path) -> None:
+    _coded_split(tmp_path)
+    first = dataset.make_dataset(tmp_path, 2, shuffle=True, augment=True, seed=7)
+    second = dataset.make_dataset(tmp_path, 2, shuffle=True, augment=True, seed=7)
+    epoch1, epoch2 = _epoch(first), _epoch(first)
+    np.testing.assert_array_equal(epoch1[0], _epoch(second)[0])
+    assert not np.array_equal(epoch1[0], epoch2[0])
+
+
+def test_invalid_trimap_labels_are_refused(tmp_path: Path) -> None:
+    _coded_split(tmp_path, n=1)
+    Image.fromarray(np.zeros((16, 16), np.uint8), "L").save(tmp_path / "s0" / "mask.png")
+    with pytest.raises(ValueError, match=r"holds labels \[0\]; trimaps hold only 1 pet"):
+        dataset.load_arrays(tmp_path)
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="labels outside 1 pet"):
+        _epoch(dataset.make_dataset(tmp_path, 1))
+
+
+def test_load_arrays_and_missing_folders(tmp_path: Path) -> None:
+    root = make_transform_output(tmp_path / "t", size=32, counts={"test": 3})
+    images, masks, ids = dataset.load_arrays(root / "test")
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
+    assert masks.shape == (3, 32, 32) and set(np.unique(masks)) == {0, 1, 2}
+    assert ids == sorted(ids)
+    with pytest.raises(FileNotFoundError, match="training/"):
+        dataset.split_dir(root, "training")
+    with pytest.raises(FileNotFoundError, match="no samples in"):
+        dataset.list_samples(tmp_path)
+
+
+# --- deterministic training ---------------------------------------------------------------------
+
+
+@pytest.mark.slow  # two real trainings: ~15 s alone, over 20 s on the shared CPU
+def test_deterministic_training_gives_the_same_weights_fingerprint(tmp_path: Path) -> None:
+    root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
+
+    def run(seed: int, name: str) -> str:
+        training.set_determinism(seed, deterministic=True)
+        training.configure_device(mixed_precision=False)
+        model, result = training.train_model(root, TINY_HP, epochs=1, output_dir=tmp_path / name, seed=seed)
+        assert result.images_per_second > 0 and (tmp_path / name / "checkpoints" / "best.weights.h5").is_file()
+        return training.weights_fingerprint(model)
+
+    first, again = run(5, "a"), run(5, "b")
+    assert first == again
+    # The fingerprint does see the weights: the untrained model of the same seed has another one.
+    training.set_determinism(5)
+    assert training.weights_fingerprint(build_unet(32, depth=2, base_filters=4, dropout=0.1)) != first
+
+
+# --- evaluation record ----------------------------------------------------------------------------
+
+
+def test_evaluation_record_is_what_the_release_gate_reads() -> None:
+    from reproml.release import gate_metrics
+    from reproml.seg import inference, report
+
+    labels = np.array([[[0, 1], [2, 1]]])
+    logits = np.eye(3)[[[[0, 1], [1, 1]]]] * 4.0  # border predicted as background
+    record = inference.evaluation_record(
+        calibrate_commit="cal", model_commit="", transform_commit="tr", weights_fingerprint="f" * 64,
+        temperature=1.5, sample_ids=["a"], img_size=2, logits=logits, labels=labels, class_names=dataset.CLASS_NAMES,
+    )
+    assert record["model_commit"] is None  # unknown, not a placeholder
+    assert record["iou"] == {"pet": 1.0, "background": 2 / 3, "border": 0.0}
+    assert record["confusion_matrix"]["counts"] == [[1, 0, 0], [0, 2, 0], [0, 1, 0]]
+    assert inference.headline_metrics(record)["iou_border"] == 0.0
+    written = json.loads(report.dumps_json(record))
+    assert gate_metrics(written) == pytest.approx(
+        {"pixel_accuracy": 0.75, "mean_iou": 5 / 9, "pet_iou": 1.0, "ece": record["ece"]}, abs=1e-6)

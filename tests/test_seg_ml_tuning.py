@@ -1,0 +1,55 @@
+"""The tuner's search space and the reproducibility of a seeded Hyperband search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from seg_ml_data import make_transform_output
+
+from reproml.seg import training, tuning
+
+
+@pytest.mark.parametrize(("text", "expected"), [("16,8, 32", (8, 16, 32)), ("4", (4,)), ("8,8", (8,))])
+def test_parse_choices(text: str, expected: tuple[int, ...]) -> None:
+    assert tuning.parse_choices(text, "base_filters_choices") == expected
+
+
+@pytest.mark.parametrize("text", ["", "8,x", "0,4"])
+def test_parse_choices_names_the_parameter(text: str) -> None:
+    with pytest.raises(ValueError, match="depth_choices: expected"):
+        tuning.parse_choices(text, "depth_choices")
+
+
+def test_search_space_drops_depths_the_image_size_cannot_take() -> None:
+    assert tuning.SearchSpace(depth=(2, 3, 4, 5)).checked(48).depth == (2, 3, 4)
+    with pytest.raises(ValueError, match=r"no depth in \(5,\) divides img_size 48"):
+        tuning.SearchSpace(depth=(5,)).checked(48)
+    with pytest.raises(ValueError, match="learning_rate range"):
+        tuning.SearchSpace(learning_rate=(0.1, 0.01)).checked(32)
+
+
+def test_trials_csv_has_fixed_columns_and_six_significant_digits(tmp_path: Path) -> None:
+    row = {"trial_id": "0", "status": "COMPLETED", "score": 1.0 / 3, "epochs": 2, "learning_rate": 0.00123456789,
+           "base_filters": 8, "depth": 2, "batch_size": 8, "dropout": 0.1}
+    tuning.write_trials_csv([row], tmp_path / "trials.csv")
+    assert (tmp_path / "trials.csv").read_text() == (
+        "trial_id,status,score,epochs,learning_rate,base_filters,depth,batch_size,dropout\n"
+        "0,COMPLETED,0.333333,2,0.00123457,8,2,8,0.1\n"
+    )
+
+
+@pytest.mark.slow  # four tiny trials: ~30 s on the shared CPU
+def test_same_seed_gives_the_same_search(tmp_path: Path) -> None:
+    root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
+    space = tuning.SearchSpace(base_filters=(4, 8), depth=(2,), batch_size=(4,))
+
+    def search(seed: int) -> tuning.SearchResult:
+        training.set_determinism(seed)
+        return tuning.search(root, space=space, max_epochs=1, max_trials=2, hyperband_iterations=2, seed=seed)
+
+    first, again = search(3), search(3)
+    assert first.trials == again.trials and first.best_hp == again.best_hp
+    assert len(first.trials) == 2 and all(t["status"] == "COMPLETED" for t in first.trials)
+    assert first.best_score == min(t["score"] for t in first.trials)
+    assert set(first.best_hp) == set(training.HP_TYPES)
