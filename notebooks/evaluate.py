@@ -19,10 +19,12 @@
 # `calibration.json`).
 #
 # **Outputs:** `evaluation.json` (every headline number, stable key order, fixed float formatting),
-# `confusion_matrix.png`, `reliability.png`, `predictions.png`, `worst_samples.png`.
+# `confusion_matrix.png`, `reliability.png`, `predictions.png`, `worst_samples.png`, and the evaluated
+# `model.keras` and `calibration.json`, carried on for the release gate (the store keeps their bytes once).
 
 # %%
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -173,10 +175,13 @@ plt.show()
 #
 # `evaluation.json` is the machine-readable form of this report, read by the release gate: the commits
 # it came from, then the metrics (per-class values under `iou` and `dice_per_class`), then the
-# confusion matrix.
+# confusion matrix. The model and its temperature travel with it, so that a release is made of exactly
+# what was evaluated.
 
 # %%
 report.write_json(evaluation, out / "evaluation.json")
+for name in ("model.keras", "calibration.json"):
+    shutil.copyfile(Path(model_dir) / name, out / name)
 for name, value in headline.items():
     sb.glue(name, report.finite_or_none(value) if isinstance(value, float) else value)
 sb.glue("temperature", temperature)

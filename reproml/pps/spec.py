@@ -93,25 +93,20 @@ def load_specs(folder: Path) -> dict[str, PipelineSpec]:
 
 
 def topological_order(specs: dict[str, PipelineSpec]) -> list[str]:
-    """Pipelines in an order where each comes after the pipelines it reads (ties by name)."""
-    order: list[str] = []
-    visiting: set[str] = set()
+    """Pipelines in an order where each comes after the pipelines it reads: by depth in the DAG, then name."""
+    depth: dict[str, int] = {}
 
-    def visit(name: str, chain: list[str]) -> None:
-        if name in order:
-            return
-        if name in visiting:
+    def visit(name: str, chain: list[str]) -> int:
+        if name in chain:
             raise InvalidSpec("the pipelines form a cycle: " + " -> ".join(chain + [name]))
-        visiting.add(name)
-        for repo in specs[name].input_repos():
-            if repo in specs:
-                visit(repo, chain + [name])
-        visiting.discard(name)
-        order.append(name)
+        if name not in depth:
+            parents = [visit(repo, chain + [name]) for repo in specs[name].input_repos() if repo in specs]
+            depth[name] = 1 + max(parents, default=-1)
+        return depth[name]
 
-    for name in sorted(specs):
+    for name in specs:
         visit(name, [])
-    return order
+    return sorted(specs, key=lambda name: (depth[name], name))
 
 
 def upstream_closure(specs: dict[str, PipelineSpec], target: str) -> set[str]:
