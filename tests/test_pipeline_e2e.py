@@ -1,0 +1,102 @@
+"""The whole chain as `make run` runs it (synthetic data, quick profile), then what users do with it."""
+
+import base64
+import json
+import os
+import urllib.request
+
+import nbformat
+import numpy as np
+import pytest
+import scrapbook as sb
+
+from conftest import SAMPLE, reproml
+from reproml.pfs import Store
+from reproml.pps.jobs import Jobs
+from reproml.serve import SERVING_VENV, Server
+
+CHAIN = ("stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate", "release")
+HEADLINE = ("pixel_accuracy", "mean_iou", "iou_pet", "iou_background", "iou_border", "dice", "ece", "nll")
+QUICK = ("run", "--source", "synthetic:96", "--profile", "quick")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The store after one `make run`-like run of the whole chain."""
+    store_dir = tmp_path_factory.mktemp("e2e") / "store"
+    reproml(*QUICK, store=store_dir)
+    return Store.open(store_dir)
+
+
+def _jobs_per_pipeline(store: Store) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in Jobs(store).list():
+        counts[job.pipeline] = counts.get(job.pipeline, 0) + 1
+    return counts
+
+
+def test_the_chain_reaches_a_report_that_names_its_model_and_data(quick, tmp_path):
+    assert all(quick.inspect_commit(f"{repo}@master").state == "finished" for repo in CHAIN)
+    report = quick.materialize("evaluate@master", tmp_path / "evaluate") / "Report.ipynb"
+    nb = nbformat.read(report, as_version=4)
+    nbformat.validate(nb)
+    scraps = sb.read_notebook(str(report)).scraps
+    assert all(0.0 <= scraps[name].data for name in HEADLINE), {name: scraps[name].data for name in HEADLINE}
+    figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(figures) >= 4
+    summary = next(c for c in nb.cells for o in c.get("outputs", [])
+                   if "**Model:**" in o.get("data", {}).get("text/markdown", ""))
+    text = summary.outputs[0]["data"]["text/markdown"]
+    model_commit = quick.inspect_commit("calibrate@master").provenance
+    assert quick.branch_head("calibrate") in text and quick.branch_head("transform") in text
+    assert any(p.repo == "model" and p.id in text for p in model_commit)
+    provenance = scraps["provenance"].data
+    assert provenance["profile"] == "quick" and provenance["spec"]["pipeline"] == "evaluate"
+
+
+def test_an_unchanged_rerun_does_no_work(quick):
+    before = _jobs_per_pipeline(quick)
+    result = reproml(*QUICK, store=quick.root)
+    assert result.stdout.count("      up to date:") == len(CHAIN)
+    assert _jobs_per_pipeline(quick) == before
+
+
+def test_a_calibrate_parameter_reruns_only_calibrate_evaluate_and_release(quick):
+    before = _jobs_per_pipeline(quick)
+    reproml(*QUICK, "-p", "calibrate.n_bins=10", store=quick.root)
+    after = _jobs_per_pipeline(quick)
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert changed == {"calibrate", "evaluate", "release"}
+
+
+needs_serving = pytest.mark.skipif(not (SERVING_VENV / "bin" / "seldon-core-microservice").exists()
+                                   and not os.environ.get("CI"), reason="no .venv-serving: `make serving-env`")
+
+
+@needs_serving
+def test_the_quick_release_serves_a_real_image_with_its_provenance(quick, tmp_path):
+    record = json.loads(quick.read_file("release@master", "release.json"))
+    assert record["released"], record["reason"]
+    server = Server("release@master", port=0, store=quick, log=tmp_path / "server.log").start()
+    try:
+        server.wait_ready(240)
+        image = (SAMPLE / "single" / "american_bulldog_8" / "image.jpg").read_bytes()
+        body = json.dumps({"binData": base64.b64encode(image).decode()}).encode()
+        request = urllib.request.Request(server.url + "/api/v1.0/predictions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+    finally:
+        server.stop()
+    mask = np.asarray(answer["data"]["ndarray"]) if "data" in answer else None
+    tags = answer["meta"]["tags"]
+    assert tags["release_commit"] == quick.branch_head("release")
+    assert tags["weights_fingerprint"] == record["provenance"]["weights_fingerprint"]
+    size = json.loads(quick.read_file("evaluate@master", "evaluation.json"))["img_size"]
+    if mask is None:
+        from io import BytesIO
+
+        from PIL import Image
+
+        mask = np.asarray(Image.open(BytesIO(base64.b64decode(answer["binData"]))))
+    assert mask.shape[-2:] == (size, size) and set(np.unique(mask)) <= {0, 1, 2}
