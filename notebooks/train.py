@@ -28,6 +28,7 @@
 # %%
 import shutil
 from pathlib import Path
+from typing import Optional  # papermill reads Optional[int], not int | None
 
 import matplotlib.pyplot as plt
 import scrapbook as sb
@@ -36,14 +37,14 @@ from reproml.seg import dataset, report, training
 
 # %% tags=["parameters"]
 data_dir: str = ""  # transform's output root, holding training/ and validation/ (required)
-hp_file: str = ""  # tune's optimal_hp.json; when given, its values replace the five hyper-parameters below
+hp_file: str = ""  # tune's optimal_hp.json; its values are used for the hyper-parameters not given below
 data_commit: str = ""  # commit of transform's output, recorded in the scraps
 epochs: int = 5  # passes over the training split
-batch_size: int = 16  # images per training step
-learning_rate: float = 0.001  # Adam step size
-base_filters: int = 16  # filters of the U-Net's first level, doubled at each level down
-depth: int = 4  # down-sampling steps; the image size must be divisible by 2**depth
-dropout: float = 0.1  # dropout rate at the bottleneck
+batch_size: Optional[int] = None  # images per training step (None: from hp_file, else 16)
+learning_rate: Optional[float] = None  # Adam step size (None: from hp_file, else 0.001)
+base_filters: Optional[int] = None  # filters of the U-Net's first level, doubled at each level down (None: hp_file, else 16)
+depth: Optional[int] = None  # down-sampling steps; img_size must be divisible by 2**depth (None: hp_file, else 4)
+dropout: Optional[float] = None  # dropout rate at the bottleneck (None: from hp_file, else 0.1)
 batch_norm: bool = True  # batch normalisation after every convolution
 augment: bool = True  # random horizontal flips (image and mask together) and brightness jitter
 encoder: str = "scratch"  # "scratch" (plain U-Net) or "mobilenetv2"
@@ -56,9 +57,10 @@ output_dir: str = ""  # where the outputs go (required)
 # %% [markdown]
 # ## Set-up
 #
-# The hyper-parameters come from the parameters above, or from `hp_file` when the `model` pipeline
-# passes tune's result; either way they are checked (an unknown key or a wrong type stops the run here,
-# naming the key). Then seeds are set and the device is chosen.
+# Each hyper-parameter comes from its parameter when one is given, else from `hp_file` (tune's result,
+# which the `model` pipeline passes), else from the package's defaults; the table below says which.
+# Either way they are checked: an unknown key or a wrong type stops the run here, naming the key.
+# Then seeds are set and the device is chosen.
 
 # %%
 if not data_dir or not output_dir:
@@ -68,16 +70,15 @@ if not data_dir or not output_dir:
     )
 out = Path(output_dir)
 out.mkdir(parents=True, exist_ok=True)
-hp = training.validate_hp(
+hp, hp_origin = training.resolve_hp(
     {"learning_rate": learning_rate, "base_filters": base_filters, "depth": depth, "batch_size": batch_size,
      "dropout": dropout},
-    source="train notebook parameters",
+    hp_file,
 )
-if hp_file:
-    hp.update(training.load_hp_file(hp_file))
 training.set_determinism(seed, deterministic)
 device = training.configure_device(mixed_precision)
-print("hyper-parameters:", hp)
+for key, value in hp.items():
+    print(f"{key:14s} {value!s:10s} from {hp_origin[key]}")
 print("device:", device)
 
 # %% [markdown]
@@ -142,6 +143,7 @@ if hp_file:
 best = {name: values[result.best_epoch - 1] for name, values in result.history.items()}
 final = {name: values[-1] for name, values in result.history.items()}
 sb.glue("hyperparameters", hp)
+sb.glue("hyperparameter_origin", hp_origin)
 sb.glue("data_commit", data_commit)
 sb.glue("epochs", result.epochs)
 sb.glue("best_epoch", result.best_epoch)

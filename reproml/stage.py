@@ -12,6 +12,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -67,6 +68,9 @@ def coerce(name: str, value, type_name: str):
     """Convert a command-line value to the parameter's declared type, or say what was expected."""
     if not isinstance(value, str):
         return value
+    optional = re.fullmatch(r"Optional\[(\w+)\]", type_name)
+    if optional:
+        return None if value.strip().lower() in ("none", "null", "") else coerce(name, value, optional[1])
     try:
         if type_name == "int":
             return int(value)

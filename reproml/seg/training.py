@@ -32,6 +32,16 @@ HP_TYPES: dict[str, type] = {
 }
 
 
+# What a run uses for a hyper-parameter that neither a parameter nor optimal_hp.json sets.
+DEFAULT_HP: dict[str, int | float] = {
+    "learning_rate": 0.001,
+    "base_filters": 16,
+    "depth": 4,
+    "batch_size": 16,
+    "dropout": 0.1,
+}
+
+
 class HyperParameterError(ValueError):
     """A hyper-parameter set (e.g. optimal_hp.json) has an unknown key, a wrong type or a bad value."""
 
@@ -95,6 +105,27 @@ def load_hp_file(path: str | Path) -> dict[str, int | float]:
     except json.JSONDecodeError as err:
         raise HyperParameterError(f"{path}: not valid JSON ({err})") from None
     return validate_hp(parsed, source=str(path))
+
+
+def resolve_hp(given: Mapping[str, int | float | None], hp_file: str | Path = "") -> tuple[dict, dict]:
+    """The hyper-parameters of a run: a given value wins over optimal_hp.json, which wins over DEFAULT_HP.
+
+    Args:
+        given: The notebook's hyper-parameter parameters; None means "not given".
+        hp_file: Tune's optimal_hp.json, or "" for none.
+
+    Returns:
+        (hyper-parameters, where each came from: "parameter", "hp_file" or "default").
+    """
+    explicit = validate_hp({k: v for k, v in given.items() if v is not None}, source="notebook parameters")
+    from_file = load_hp_file(hp_file) if hp_file else {}
+    hp, origin = {}, {}
+    for key in HP_TYPES:
+        for layer, name in ((explicit, "parameter"), (from_file, "hp_file"), (DEFAULT_HP, "default")):
+            if key in layer:
+                hp[key], origin[key] = layer[key], name
+                break
+    return hp, origin
 
 
 def set_determinism(seed: int, deterministic: bool = True) -> None:
