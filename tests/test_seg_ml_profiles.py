@@ -1,32 +1,30 @@
-"""Profiles override only parameters that the ML notebooks declare, with the declared types."""
+"""Profiles override only parameters that the pipelines' notebooks declare, with the declared types."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-NOTEBOOK_OF_PIPELINE = {"train": "train", "tune": "tune", "model": "train", "calibrate": "calibrate",
-                        "evaluate": "evaluate"}
-PARAMETER = re.compile(r"^(\w+): (str|int|float|bool) = ")
+from conftest import PROJECT
+from reproml.pps.spec import load_specs
+from reproml.stage import declared_parameters, read_notebook
+
+KINDS = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,)}
 
 
-def _declared_parameters(notebook: str) -> dict[str, str]:
-    source = (Path(__file__).resolve().parents[1] / "notebooks" / f"{notebook}.py").read_text()
-    cell = source.split('# %% tags=["parameters"]\n', 1)[1].split("\n# %%", 1)[0]
-    return {m[1]: m[2] for m in map(PARAMETER.match, cell.splitlines()) if m}
+def _notebook_of(pipeline: str) -> str:
+    spec = load_specs(PROJECT / "pachyderm")[pipeline]
+    return next(arg for arg in spec.cmd if arg.startswith("notebooks/"))
 
 
 @pytest.mark.parametrize("profile", ["quick", "full"])
 def test_profiles_name_declared_parameters_with_their_types(profile: str) -> None:
-    overrides = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles" / f"{profile}.yaml").read_text())
-    kinds = {"str": str, "int": int, "float": float, "bool": bool}
+    overrides = yaml.safe_load((PROJECT / "profiles" / f"{profile}.yaml").read_text())
     for pipeline, values in overrides.items():
-        if pipeline not in NOTEBOOK_OF_PIPELINE:
-            continue  # the data stages' parameters belong to their own notebooks and tests
-        declared = _declared_parameters(NOTEBOOK_OF_PIPELINE[pipeline])
+        declared = declared_parameters(read_notebook(PROJECT / _notebook_of(pipeline)))
         for name, value in values.items():
             assert name in declared, f"{profile}.yaml: {pipeline}.{name} is not a parameter of {sorted(declared)}"
-            assert type(value) is kinds[declared[name]], f"{profile}.yaml: {pipeline}.{name}={value!r}"
+            type_name = re.sub(r"^Optional\[(\w+)\]$", r"\1", declared[name][0])
+            assert type(value) in KINDS[type_name], f"{profile}.yaml: {pipeline}.{name}={value!r} is not {type_name}"
