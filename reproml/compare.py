@@ -1,0 +1,256 @@
+"""`reproml compare`: what differs between two runs upstream, and what it did to the metrics.
+
+    reproml compare evaluate@1a2b evaluate@master    two runs (a run is an evaluate commit)
+    reproml compare --all                            every run of evaluate@master, as a table
+
+Both lineages are walked to the source. For each pipeline the two runs used different commits of,
+the comparison lists what a person could have changed: parameters, the notebook, the spec, the
+project's git commit, the environment, and (for pipelines without inputs) the data. A commit that
+differs only because its inputs did is reported as re-made, not as a difference. Metrics come from
+`evaluation.json` (its `metrics` object) or, without one, from the numeric scraps of `Report.ipynb`.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from reproml.errors import ReproError
+from reproml.lineage import RecordCache, lineage, short
+from reproml.nbdiff import ValueChange, flatten, value_changes
+from reproml.provenance import canonical_hash
+
+RUN_REPO = "evaluate"  # a run is a commit of this pipeline: the end of the chain that has metrics
+_HASH = re.compile(r"\b[0-9a-f]{32,64}\b")
+
+
+@dataclass
+class Comparison:
+    """Two runs compared: upstream differences, commits shared or re-made, and metric deltas."""
+
+    a: str
+    b: str
+    differences: list[dict] = field(default_factory=list)  # {pipeline, what, a, b}
+    shared: list[str] = field(default_factory=list)
+    remade: list[str] = field(default_factory=list)
+    metrics: list[ValueChange] = field(default_factory=list)
+    metrics_a: dict = field(default_factory=dict)
+    metrics_b: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"a": self.a, "b": self.b, "differences": self.differences, "shared": self.shared,
+                "remade": self.remade, "metrics": [m.to_json() for m in self.metrics],
+                "metrics_a": self.metrics_a, "metrics_b": self.metrics_b}
+
+
+def _numbers(flat: dict) -> dict:
+    return {k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def run_metrics(source, commit, cache: RecordCache | None = None) -> dict:
+    """A run's numeric metrics as {dotted name: number}, from evaluation.json or Report.ipynb's scraps."""
+    files = {f.path: f for f in source.list_files(commit)}
+    if "evaluation.json" in files:
+        data = json.loads(source.read_file(commit, "evaluation.json"))
+        return _numbers(flatten(data["metrics"] if isinstance(data.get("metrics"), dict) else data))
+    notebooks = [f for p, f in files.items() if p.endswith("Report.ipynb")]
+    if notebooks:
+        record = (cache or RecordCache(source)).get(commit, notebooks[0].path, notebooks[0].sha256)
+        return _numbers(flatten(record.scraps))
+    return {}
+
+
+def _by_repo(graph: dict) -> dict[str, dict]:
+    """Lineage nodes by pipeline; if one pipeline appears twice, the newest commit stands for it."""
+    found: dict[str, dict] = {}
+    for node in graph["commits"].values():
+        if node["repo"] not in found or (node["finished"] or 0) > (found[node["repo"]]["finished"] or 0):
+            found[node["repo"]] = node
+    return found
+
+
+def _depth_order(graph: dict) -> list[str]:
+    """Pipelines from the source to the run (longest distance from the run first)."""
+    depth: dict[str, int] = {}
+    stack = [(graph["root"], 0)]
+    while stack:
+        key, level = stack.pop()
+        repo = graph["commits"][key]["repo"]
+        if depth.get(repo, -1) < level:
+            depth[repo] = level
+            stack.extend((i, level + 1) for i in graph["commits"][key]["inputs"] if i in graph["commits"])
+    return sorted(depth, key=lambda r: (-depth[r], r))
+
+
+def data_hash(source, node: dict) -> str:
+    """Content of a commit without its notebooks: what a pipeline without inputs brought in."""
+    from reproml.pfs import CommitRef
+
+    files = source.list_files(CommitRef(node["repo"], node["commit"]))
+    return canonical_hash([[f.path, f.sha256] for f in files if not f.path.endswith(".ipynb")])
+
+
+def own_facts(node: dict, source=None) -> dict:
+    """What a person could change about one pipeline's run: its parameters, then notebook, spec, git,
+    environment and, given a `source` and a pipeline without inputs, the data it brought in."""
+    facts = {k: v for k, v in (node.get("parameters") or {}).items() if k != "output_dir"}
+    notebook = node.get("notebook")
+    facts["notebook sha256"] = notebook.get("sha256") if isinstance(notebook, dict) and "sha256" in notebook \
+        else notebook
+    facts["spec sha256"] = node.get("spec")
+    git = node.get("git")
+    facts["git commit"] = (f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}"
+                           if isinstance(git, dict) and "commit" in git else git)
+    facts["environment"] = node.get("environment")
+    if source is not None and not node["inputs"]:
+        facts["data"] = data_hash(source, node)
+    return facts
+
+
+def compare_runs(source, a, b, cache: RecordCache | None = None) -> Comparison:
+    """Compare two runs (evaluate commits, or any two commits of one pipeline).
+
+    Args:
+        source: the local `Store` or a cluster source.
+        a: the first run, e.g. `evaluate@1a2b`.
+        b: the second run.
+        cache: notebook records already read.
+
+    Returns:
+        The upstream differences in pipeline order and the metric deltas (b - a).
+    """
+    cache = cache or RecordCache(source)
+    graphs = [lineage(source, ref, cache=cache) for ref in (a, b)]
+    nodes = [_by_repo(g) for g in graphs]
+    result = Comparison(graphs[0]["root"], graphs[1]["root"])
+    order = _depth_order(graphs[0]) + [r for r in _depth_order(graphs[1]) if r not in nodes[0]]
+    for repo in order:
+        node_a, node_b = nodes[0].get(repo), nodes[1].get(repo)
+        if node_a is None or node_b is None:
+            result.differences.append({"pipeline": repo, "what": "pipeline", "a": node_a and short(node_a["ref"]),
+                                       "b": node_b and short(node_b["ref"])})
+            continue
+        if node_a["commit"] == node_b["commit"]:
+            result.shared.append(repo)
+            continue
+        facts = [own_facts(node_a, source), own_facts(node_b, source)]
+        changed = [{"pipeline": repo, "what": what, "a": facts[0].get(what), "b": facts[1].get(what)}
+                   for what in sorted(set(facts[0]) | set(facts[1])) if facts[0].get(what) != facts[1].get(what)]
+        result.differences += changed
+        if not changed:
+            result.remade.append(repo)
+    roots = [source.resolve(ref) for ref in (a, b)]
+    result.metrics_a, result.metrics_b = (run_metrics(source, r, cache) for r in roots)
+    result.metrics = value_changes(result.metrics_a, result.metrics_b)
+    return result
+
+
+def compare_all(source, repo: str = RUN_REPO, branch: str | None = "master") -> dict:
+    """Every run of a branch as rows: creation time, the parameters that vary between runs, metrics.
+
+    Returns:
+        {"columns": [...], "parameters": [...], "metrics": [...], "rows": [{"run", "finished", ...}]},
+        newest run first.
+    """
+    cache = RecordCache(source)
+    commits = source.list_commits(repo, branch=branch)
+    if not commits:
+        raise ReproError(f"no finished commits in {repo}" + (f"@{branch}" if branch else ""),
+                         "run the pipeline first: `reproml run`")
+    rows = []
+    for info in commits:
+        graph = lineage(source, f"{info.repo}@{info.id}", cache=cache)
+        facts = {}
+        for pipeline, node in _by_repo(graph).items():
+            facts.update({f"{pipeline}.{k}": v for k, v in own_facts(node).items()})
+        rows.append({"run": graph["root"], "finished": info.finished, "facts": facts,
+                     "metrics": run_metrics(source, info, cache)})
+    cache.flush()
+    keys = sorted({k for r in rows for k in r["facts"]})
+    varying = [k for k in keys if len({json.dumps(r["facts"].get(k), sort_keys=True) for r in rows}) > 1]
+    metrics = sorted({k for r in rows for k in r["metrics"]})
+    for row in rows:
+        row["parameters"] = {k: row["facts"].get(k) for k in varying}
+        del row["facts"]
+    return {"parameters": varying, "metrics": metrics, "rows": rows}
+
+
+# Formatting
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return _HASH.sub(lambda m: m.group(0)[:12], text)  # hashes and commit ids: 12 characters say enough
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Columns padded to their widest cell, as `dvc exp show` prints them."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in [header, *rows])
+
+
+def format_comparison(result: Comparison) -> str:
+    """Upstream differences, then the metrics side by side with deltas."""
+    lines = [f"A = {short(result.a)}", f"B = {short(result.b)}", ""]
+    if result.differences:
+        lines.append("upstream differences:")
+        lines.append(table([[d["pipeline"], d["what"], _cell(d["a"]), _cell(d["b"])] for d in result.differences],
+                           ["PIPELINE", "WHAT", "A", "B"]))
+    else:
+        lines.append("upstream differences: none")
+    lines.append("same commit in both: " + (", ".join(result.shared) or "none"))
+    if result.remade:
+        lines.append("re-made only because their inputs changed: " + ", ".join(result.remade))
+    keys = sorted(set(result.metrics_a) | set(result.metrics_b))
+    lines.append("")
+    if keys:
+        rows = []
+        for key in keys:
+            a, b = result.metrics_a.get(key), result.metrics_b.get(key)
+            rows.append([key, _cell(a), _cell(b), f"{b - a:+.4g}" if a is not None and b is not None else "-"])
+        lines.append(table(rows, ["METRIC", "A", "B", "DELTA"]))
+    else:
+        lines.append("metrics: none found (no evaluation.json or Report.ipynb scraps)")
+    return "\n".join(lines)
+
+
+def format_all(runs: dict) -> str:
+    """One row per run: run, date, parameters that vary, metrics."""
+    header = ["RUN", "CREATED", *runs["parameters"], *runs["metrics"]]
+    rows = [[short(r["run"]), datetime.fromtimestamp(r["finished"]).strftime("%Y-%m-%d %H:%M") if r["finished"]
+             else "-", *(_cell(r["parameters"][k]) for k in runs["parameters"]),
+             *(_cell(r["metrics"].get(k)) for k in runs["metrics"])] for r in runs["rows"]]
+    return table(rows, header)
+
+
+def add_parser(verbs) -> None:
+    """Add `compare RUN_A RUN_B | --all [--branch B]` to the CLI's subparsers."""
+    sub = verbs.add_parser("compare", help="compare two runs (evaluate commits), or tabulate all runs",
+                           description=__doc__.split("\n\n")[0])
+    sub.add_argument("runs", nargs="*", metavar="RUN", help="two evaluate commits, e.g. evaluate@1a2b evaluate@master")
+    sub.add_argument("--all", action="store_true", help="every run of the branch as a table")
+    sub.add_argument("--branch", default="master", help="the branch whose runs --all lists (default master)")
+    sub.add_argument("--repo", default=RUN_REPO, help=f"the pipeline whose commits are runs (default {RUN_REPO})")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args, store) -> int:
+    """The `compare` verb."""
+    source = store
+    if args.all:
+        result = compare_all(source, args.repo, args.branch)
+        print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_all(result))
+        return 0
+    if len(args.runs) != 2:
+        raise ReproError(f"compare needs two runs or --all, got {len(args.runs)} run(s)",
+                         "e.g. `reproml compare evaluate@master^1 evaluate@master` or `reproml compare --all`")
+    result = compare_runs(source, *args.runs)
+    print(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str) if args.json
+          else format_comparison(result))
+    return 0

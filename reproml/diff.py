@@ -1,0 +1,210 @@
+"""`reproml diff file OLD NEW [PATH]`: what changed between two commits, file by file, read as a person would.
+
+    reproml diff file evaluate@1a2b evaluate@master             every file of the two commits
+    reproml diff file model@master^1 model@master /history.json  one file (or folder)
+    python -m reproml.diff OLD_FILE NEW_FILE                     two local files (a --diff-command)
+
+Files with the same content hash are unchanged. Of the others, executed notebooks get the notebook-aware
+diff of `reproml.nbdiff` (a notebook that differs only in timestamps, durations or ids is counted as
+unchanged), JSON files a key-by-key comparison with numeric deltas, images a pixel comparison with a
+difference figure, and anything else its sizes. OLD comes first, as in `git diff`; pachctl writes the
+new commit first.
+
+On a Pachyderm cluster, `pachctl diff file` can call the same comparison for each changed file:
+
+    pachctl diff file evaluate@master:/Report.ipynb evaluate@master^1:/Report.ipynb \\
+        --diff-command "python -m reproml.diff"
+
+pachctl fetches both versions into temporary files and runs the command on them in place of its default
+`git diff --no-index OLD NEW`; `python -m reproml.diff OLD NEW` prints the notebook-aware (or JSON, or
+pixel) diff of the two files and exits 1 when they differ, as `diff` does.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reproml.errors import ReproError
+from reproml.imgdiff import image_diff, is_image
+from reproml.nbdiff import diff_notebooks, format_diff, value_changes
+from reproml.pfs import parse_ref
+
+MAX_FIGURES = 20  # pixel-difference figures written per diff; the rest are measured only
+
+
+@dataclass
+class FileChange:
+    """One changed file and what changed in it (`detail` depends on `kind`)."""
+
+    path: str
+    kind: str  # "notebook", "json", "image", "bytes"
+    summary: str
+    detail: object = None
+
+    def to_json(self) -> dict:
+        detail = self.detail
+        if hasattr(detail, "to_json"):
+            detail = detail.to_json()
+        elif isinstance(detail, list):
+            detail = [d.to_json() if hasattr(d, "to_json") else d for d in detail]
+        return {"path": self.path, "kind": self.kind, "summary": self.summary, "detail": detail}
+
+
+@dataclass
+class CommitDiff:
+    """Two commits compared: added, removed and changed files, and how many are the same."""
+
+    old: str
+    new: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[FileChange] = field(default_factory=list)
+    unchanged: int = 0
+    volatile_only: list[str] = field(default_factory=list)  # notebooks equal up to timestamps and ids
+
+    @property
+    def identical(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def to_json(self) -> dict:
+        return {"old": self.old, "new": self.new, "added": self.added, "removed": self.removed,
+                "changed": [c.to_json() for c in self.changed], "unchanged": self.unchanged,
+                "volatile_only": self.volatile_only}
+
+
+def compare_bytes(path: str, old: bytes, new: bytes, figure: Path | None = None) -> FileChange | None:
+    """Compare two versions of one file by its kind; None when they are equal as far as that kind goes."""
+    if path.endswith(".ipynb"):
+        diff = diff_notebooks(json.loads(old), json.loads(new), figure.parent / figure.stem if figure else None)
+        if diff.identical:
+            return None
+        parts = [f"{len(diff.cells)} cell(s)" if diff.cells else "", f"{len(diff.scraps)} scrap(s)"
+                 if diff.scraps else "", "provenance" if diff.provenance else ""]
+        return FileChange(path, "notebook", "notebook changed: " + ", ".join(p for p in parts if p), diff)
+    if path.endswith(".json"):
+        try:
+            changes = value_changes(json.loads(old), json.loads(new))
+        except ValueError:
+            changes = None
+        if changes is not None:
+            return FileChange(path, "json", f"{len(changes)} key(s) changed", changes) if changes else None
+    if is_image(path):
+        diff = image_diff(old, new, figure)
+        return FileChange(path, "image", diff.summary(), diff) if diff.changed else None
+    if old == new:
+        return None
+    return FileChange(path, "bytes", f"content changed ({len(old)} -> {len(new)} bytes)")
+
+
+def _figure_path(figures: Path, path: str) -> Path:
+    return figures / (path.replace("/", "__") + ".diff.png")
+
+
+def diff_commits(source, old: str, new: str, path: str = "", figures: Path | None = None) -> CommitDiff:
+    """Compare the files of two commits (or of one path in them).
+
+    Args:
+        source: the local `Store` or a cluster source.
+        old: `repo@commit-or-branch` (a `:path` suffix is allowed).
+        new: the same for the other commit.
+        path: only files at or under this path.
+        figures: folder for pixel-difference figures (a temporary folder if None).
+
+    Returns:
+        The comparison, files sorted by path.
+    """
+    refs = [parse_ref(old), parse_ref(new)]
+    path = (path or refs[0].path or refs[1].path).strip("/")
+    commits = [source.resolve(f"{r.repo}@{r.ref}") for r in refs]
+    files = [{f.path: f for f in source.list_files(c, path)} for c in commits]
+    if not files[0] and not files[1]:
+        raise ReproError(f"no files at /{path} in {old} or {new}", f"see `reproml list file {refs[0].repo}@{refs[0].ref}`")
+    figures = Path(figures) if figures else Path(tempfile.mkdtemp(prefix="reproml-diff-"))
+    result = CommitDiff(f"{commits[0].repo}@{commits[0].id}", f"{commits[1].repo}@{commits[1].id}")
+    result.added = sorted(set(files[1]) - set(files[0]))
+    result.removed = sorted(set(files[0]) - set(files[1]))
+    drawn = 0
+    for name in sorted(set(files[0]) & set(files[1])):
+        if files[0][name].sha256 == files[1][name].sha256:
+            result.unchanged += 1
+            continue
+        figure = _figure_path(figures, name) if drawn < MAX_FIGURES else None
+        change = compare_bytes(name, source.read_file(commits[0], name), source.read_file(commits[1], name), figure)
+        if change is None:
+            result.unchanged += 1
+            if name.endswith(".ipynb"):
+                result.volatile_only.append(name)
+        else:
+            result.changed.append(change)
+            drawn += change.kind in ("image", "notebook")
+    return result
+
+
+def format_commit_diff(diff: CommitDiff, verbose: bool = True) -> str:
+    """pachctl-like listing (+ added, - removed, ~ changed) with each change's details indented."""
+    lines = [f"--- {diff.old}", f"+++ {diff.new}"]
+    lines += [f"+ /{p}" for p in diff.added] + [f"- /{p}" for p in diff.removed]
+    for change in diff.changed:
+        lines.append(f"~ /{change.path}: {change.summary}")
+        if not verbose:
+            continue
+        if change.kind == "notebook":
+            lines += format_diff(change.detail, indent="    ")
+        elif change.kind == "json":
+            lines += [f"    {c.summary()}" for c in change.detail[:40]]
+    lines.append(f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
+                 f"{diff.unchanged} unchanged"
+                 + (f" ({len(diff.volatile_only)} notebook(s) differ only in timestamps/ids)"
+                    if diff.volatile_only else ""))
+    return "\n".join(lines)
+
+
+def add_parser(verbs) -> None:
+    """Add `diff file OLD NEW [PATH]` to the CLI's subparsers."""
+    group = verbs.add_parser("diff", help="compare two commits (diff file)").add_subparsers(
+        dest="what", metavar="WHAT", required=True)
+    sub = group.add_parser("file", help="added, removed and changed files of two commits, notebook-aware",
+                           description=__doc__.split("\n\n")[0])
+    sub.add_argument("old", metavar="REPO@OLD", help="the commit before, e.g. evaluate@master^1")
+    sub.add_argument("new", metavar="REPO@NEW", help="the commit after, e.g. evaluate@master")
+    sub.add_argument("path", nargs="?", default="", metavar="PATH", help="only this file or folder")
+    sub.add_argument("--figures", type=Path, help="folder for pixel-difference figures (default: a temp folder)")
+    sub.add_argument("--brief", action="store_true", help="one line per file, no details")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.set_defaults(func=cmd_diff_file)
+
+
+def cmd_diff_file(args, store) -> int:
+    """The `diff file` verb; exit status 0 whether or not the commits differ (as pachctl)."""
+    diff = diff_commits(store, args.old, args.new, args.path, args.figures)
+    print(json.dumps(diff.to_json(), indent=2, default=str) if args.json
+          else format_commit_diff(diff, verbose=not args.brief))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compare two local files by kind (the `--diff-command` of pachctl); exit 1 when they differ."""
+    parser = argparse.ArgumentParser(prog="python -m reproml.diff", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("old", type=Path)
+    parser.add_argument("new", type=Path)
+    parser.add_argument("--figures", type=Path, default=Path(tempfile.gettempdir()) / "reproml-diff")
+    args = parser.parse_args(argv)
+    name = args.new.name if args.new.suffix else args.old.name
+    change = compare_bytes(name, args.old.read_bytes(), args.new.read_bytes(), _figure_path(args.figures, name))
+    if change is None:
+        print(f"{name}: unchanged")
+        return 0
+    print(f"~ {name}: {change.summary}")
+    if change.kind == "notebook":
+        print("\n".join(format_diff(change.detail, indent="    ")))
+    elif change.kind == "json":
+        print("\n".join(f"    {c.summary()}" for c in change.detail))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

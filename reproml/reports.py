@@ -1,0 +1,217 @@
+"""`reproml reports`: every executed notebook laid out for JupyterLab, and a static site to browse runs.
+
+    reproml reports                       reports/<pipeline>/<commit>/<notebook>.ipynb and reports/site/
+    reproml reports --compare A B         the compare page for two chosen runs (default: the two newest)
+    reproml reports --serve --port 8008   build, then serve reports/site on http://127.0.0.1:8008/
+
+The site has an index of runs (evaluate commits: date, the parameters that differ between runs,
+headline metrics, links to each stage's executed notebook and to the run's lineage), one HTML page per
+notebook (nbconvert), a lineage page per run, and a compare page (upstream differences, metric deltas,
+figures side by side). Commits never change, so notebooks already converted are not converted again.
+"""
+
+import base64
+import html
+import json
+import shutil
+from datetime import datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from reproml.compare import RUN_REPO, _cell, compare_all, compare_runs
+from reproml.errors import ReproError
+from reproml.lineage import RecordCache, format_text, lineage, notebook_files, scrap_of, short
+from reproml.pfs import CommitRef, Store
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:14px}th{background:#f3f3f3}
+.pos{color:#070}.neg{color:#a00}pre{background:#f7f7f7;padding:1em;overflow:auto}
+.pair{display:flex;gap:1em;margin:1em 0}.pair figure{margin:0;flex:1}.pair img{width:100%;border:1px solid #ddd}"""
+
+
+def layout(store: Store, reports: Path) -> list[Path]:
+    """Copy every executed notebook of every finished commit to `reports/<pipeline>/<commit>/<path>`.
+
+    Copies, not links: a notebook saved in JupyterLab must never write into the store's blobs.
+    """
+    written = []
+    for repo in store.list_repos():
+        for info in store.list_commits(repo.name):
+            for file in notebook_files(store, CommitRef(info.repo, info.id)):
+                target = reports / info.repo / info.id / file.path
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(store.objects.path(file.sha256), target)
+                written.append(target)
+    return written
+
+
+def _page(title: str, body: str, depth: int = 0) -> str:
+    up = "../" * depth
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><p><a href='{up}index.html'>all runs</a></p>"
+            f"<h1>{html.escape(title)}</h1>{body}</body></html>")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table; cells are HTML already (escape text before)."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    return f"<table><tr>{head}</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows) + "</table>"
+
+
+def _convert(store: Store, commit: CommitRef, path: str, target: Path) -> None:
+    """nbconvert one executed notebook to HTML (scrap outputs dropped: they carry no display)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    if target.exists():
+        return
+    nb = nbformat.reads(store.read_file(commit, path).decode(), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if scrap_of(o) is None]
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(body)
+
+
+def _notebook_href(commit_ref: str, path: str) -> str:
+    repo, _, commit = commit_ref.partition("@")
+    return f"nb/{repo}/{commit}/{path}.html"
+
+
+def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None, repo: str = RUN_REPO) -> Path:
+    """Write `reports/site/`: index of runs, notebook pages, lineage pages and a compare page.
+
+    Args:
+        store: the local store.
+        reports: the reports folder (the site goes to `reports/site`).
+        pair: the two runs for the compare page; default the two newest.
+        repo: the pipeline whose commits are runs.
+
+    Returns:
+        The site folder.
+    """
+    site = reports / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    runs = compare_all(store, repo)
+    cache = RecordCache(store)
+    rows = []
+    for run in runs["rows"]:
+        graph = lineage(store, run["run"], cache=cache)
+        links = []
+        for key, node in sorted(graph["commits"].items(), key=lambda kv: kv[1]["finished"] or 0):
+            if node["notebooks"]:  # the first datum's notebook; all of them are under reports/<pipeline>/<commit>/
+                first = node["notebooks"][0]
+                _convert(store, CommitRef(node["repo"], node["commit"]), first, site / _notebook_href(key, first))
+                more = f" (+{len(node['notebooks']) - 1})" if len(node["notebooks"]) > 1 else ""
+                links.append(f"<a href='{_notebook_href(key, node['notebooks'][0])}'>{html.escape(node['repo'])}</a>{more}")
+        lineage_href = f"lineage/{run['run'].replace('@', '-')}.html"
+        (site / lineage_href).parent.mkdir(exist_ok=True)
+        (site / lineage_href).write_text(_page(f"lineage of {short(run['run'])}",
+                                               f"<pre>{html.escape(format_text(graph))}</pre>", 1))
+        when = datetime.fromtimestamp(run["finished"]).strftime("%Y-%m-%d %H:%M") if run["finished"] else "-"
+        rows.append([f"<code>{html.escape(short(run['run']))}</code>", when,
+                     *(html.escape(_cell(run["parameters"][k])) for k in runs["parameters"]),
+                     *(html.escape(_cell(run["metrics"].get(k))) for k in runs["metrics"]),
+                     " ".join(links), f"<a href='{lineage_href}'>lineage</a>"])
+    refs = [r["run"] for r in runs["rows"]]
+    compare_link = ""
+    if pair or len(refs) >= 2:
+        a, b = pair or (refs[1], refs[0])
+        compare_link = f"<p><a id='compare' href='{_compare_page(store, site, a, b)}'>compare {html.escape(short(a))} " \
+                       f"with {html.escape(short(b))}</a></p>"
+    body = _table(["run", "created", *map(html.escape, runs["parameters"]), *map(html.escape, runs["metrics"]),
+                   "notebooks", "lineage"], rows) + compare_link
+    (site / "index.html").write_text(_page(f"runs of {repo}", body))
+    return site
+
+
+def _images(store: Store, commit: CommitRef) -> list[tuple[str, bytes]]:
+    """The figures of a run: image outputs of its notebooks in order, then its PNG files."""
+    found = []
+    for file in notebook_files(store, commit):
+        nb = json.loads(store.read_file(commit, file.path))
+        for index, cell in enumerate(nb.get("cells", [])):
+            for output in cell.get("outputs", []):
+                data = (output.get("data") or {}).get("image/png")
+                if data:
+                    found.append((f"{file.path} cell {index}", base64.b64decode("".join(data))))
+    for file in store.list_files(commit):
+        if file.path.endswith(".png"):
+            found.append((file.path, store.read_file(commit, file.path)))
+    return found
+
+
+def _compare_page(store: Store, site: Path, a: str, b: str) -> str:
+    """Write the compare page of two runs; return its path relative to the site."""
+    result = compare_runs(store, a, b)
+    name = f"compare/{result.a.split('@')[1][:12]}-{result.b.split('@')[1][:12]}"
+    folder = site / name
+    folder.mkdir(parents=True, exist_ok=True)
+    diffs = _table(["pipeline", "what", "A", "B"], [[html.escape(str(d[k]) if k in ("pipeline", "what")
+                                                                  else _cell(d[k])) for k in ("pipeline", "what", "a", "b")]
+                                                    for d in result.differences]) if result.differences else "<p>none</p>"
+    metric_rows = []
+    for key in sorted(set(result.metrics_a) | set(result.metrics_b)):
+        va, vb = result.metrics_a.get(key), result.metrics_b.get(key)
+        delta = vb - va if va is not None and vb is not None else None
+        css = "" if not delta else " class='pos'" if delta > 0 else " class='neg'"
+        metric_rows.append([html.escape(key), _cell(va), _cell(vb),
+                            f"<span{css}>{f'{delta:+.4g}' if delta is not None else '-'}</span>"])
+    figures = []
+    pairs = zip(_images(store, store.resolve(result.a)), _images(store, store.resolve(result.b)), strict=False)
+    for index, ((label_a, data_a), (label_b, data_b)) in enumerate(pairs):
+        (folder / f"a{index}.png").write_bytes(data_a)
+        (folder / f"b{index}.png").write_bytes(data_b)
+        figures.append(f"<div class='pair'><figure><img src='a{index}.png'><figcaption>A: {html.escape(label_a)}"
+                       f"</figcaption></figure><figure><img src='b{index}.png'><figcaption>B: {html.escape(label_b)}"
+                       "</figcaption></figure></div>")
+    body = (f"<p>A = <code>{html.escape(result.a)}</code><br>B = <code>{html.escape(result.b)}</code></p>"
+            f"<h2>Upstream differences</h2>{diffs}<p>same commit in both: {html.escape(', '.join(result.shared) or 'none')}"
+            f"</p><h2>Metrics</h2>{_table(['metric', 'A', 'B', 'delta'], metric_rows)}"
+            f"<h2>Figures</h2>{''.join(figures) or '<p>no figures</p>'}")
+    (folder / "index.html").write_text(_page(f"compare {short(result.a)} and {short(result.b)}", body, 2))
+    return f"{name}/index.html"
+
+
+def serve(site: Path, port: int = 8008, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """An HTTP server for the site on loopback (call `serve_forever()`; port 0 picks a free one)."""
+    if not (site / "index.html").exists():
+        raise ReproError(f"no site at {site}", "build it first with `reproml reports`")
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(site), **kwargs)
+
+        def log_message(self, format, *args):  # noqa: A002 - the signature http.server defines
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def add_parser(verbs) -> None:
+    """Add `reports [--out DIR] [--compare A B] [--serve] [--port N]` to the CLI's subparsers."""
+    sub = verbs.add_parser("reports", help="lay out executed notebooks and build the static report site",
+                           description=__doc__.split("\n\n")[0])
+    sub.add_argument("--out", type=Path, default=Path("reports"), help="the reports folder (default reports/)")
+    sub.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="runs for the compare page")
+    sub.add_argument("--serve", action="store_true", help="serve the site on loopback after building it")
+    sub.add_argument("--port", type=int, default=8008, help="port for --serve (default 8008)")
+    sub.set_defaults(func=cmd_reports)
+
+
+def cmd_reports(args, store: Store) -> int:
+    """The `reports` verb."""
+    count = len(layout(store, args.out))
+    site = build_site(store, args.out, tuple(args.compare) if args.compare else None)
+    print(f"{count} notebook(s) under {args.out}/<pipeline>/<commit>/; site: {site / 'index.html'}")
+    if args.serve:
+        server = serve(site, args.port)
+        print(f"serving http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            server.server_close()
+    return 0

@@ -1,0 +1,91 @@
+"""compare: upstream differences between two runs and metric deltas; --all tabulates every run."""
+
+import json
+
+import pytest
+from provenance_fixtures import make_run, metrics_for
+from test_lineage import run_verb
+
+from conftest import PROJECT, reproml
+from reproml import compare, diff
+from reproml.pfs import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "store")
+
+
+def test_runs_that_differ_in_the_learning_rate_show_only_that_and_the_metric_deltas(store):
+    first = make_run(store, 0.001)
+    second = make_run(store, 0.003, base=first)
+    result = compare.compare_runs(store, f"evaluate@{first['evaluate'].id}", f"evaluate@{second['evaluate'].id}")
+    assert result.differences == [{"pipeline": "model", "what": "learning_rate", "a": 0.001, "b": 0.003}]
+    assert sorted(result.shared) == ["stream", "transform", "tune", "warehouse"]
+    assert sorted(result.remade) == ["calibrate", "evaluate"]
+    deltas = {m.key: m.delta for m in result.metrics}
+    expected = {k: metrics_for(0.003)[k] - metrics_for(0.001)[k] for k in metrics_for(0.001)}
+    assert deltas == pytest.approx(expected)
+    text = compare.format_comparison(result)
+    assert "model     learning_rate  0.001  0.003" in text
+    assert "mean_iou        0.57   0.61   +0.04" in text
+
+
+def test_a_different_data_source_is_reported_at_the_source(store):
+    first = make_run(store, 0.001, source="synthetic:8")
+    second = make_run(store, 0.001, source="synthetic:16")
+    result = compare.compare_runs(store, f"evaluate@{first['evaluate'].id}", f"evaluate@{second['evaluate'].id}")
+    assert {(d["pipeline"], d["what"]) for d in result.differences} == {("stream", "source"), ("stream", "data")}
+    assert result.shared == [] and sorted(result.remade) == sorted(
+        ["warehouse", "transform", "tune", "model", "calibrate", "evaluate"])
+    assert result.metrics == []  # same learning rate, same metrics
+
+
+def test_metrics_fall_back_to_report_scraps_without_evaluation_json(store):
+    run = make_run(store, 0.002)
+    with store.commit("evaluate", provenance=[run["transform"], run["calibrate"]], origin="auto") as commit:
+        commit.delete_file("evaluation.json")
+    metrics = compare.run_metrics(store, store.resolve("evaluate@master"))
+    assert metrics == pytest.approx(metrics_for(0.002))
+
+
+def test_compare_all_tabulates_every_run_with_the_parameters_that_vary(store, capsys):
+    base = make_run(store, 0.001)
+    for rate in (0.002, 0.003):
+        make_run(store, rate, base=base)
+    table = compare.compare_all(store)
+    assert table["parameters"] == ["model.learning_rate"]
+    assert table["metrics"] == ["dice", "ece", "mean_iou", "pixel_accuracy"]
+    assert [r["parameters"]["model.learning_rate"] for r in table["rows"]] == [0.003, 0.002, 0.001]
+    code, out = run_verb(compare, ["compare", "--all"], store, capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["RUN", "CREATED", "model.learning_rate", "dice", "ece", "mean_iou",
+                                              "pixel_accuracy"]
+    assert len(lines) == 4 and "0.003" in lines[1]
+
+
+def test_the_compare_verb_needs_two_runs_or_all(store, capsys):
+    make_run(store, 0.001)
+    with pytest.raises(Exception, match="compare needs two runs or --all"):
+        run_verb(compare, ["compare", "evaluate@master"], store, capsys)
+    code, out = run_verb(compare, ["compare", "evaluate@master", "evaluate@master", "--json"], store, capsys)
+    data = json.loads(out)
+    assert code == 0 and data["differences"] == [] and len(data["shared"]) == 7
+
+
+@pytest.mark.slow
+def test_two_quick_runs_differing_in_the_model_learning_rate(tmp_path):
+    """Acceptance: the real chain twice (quick profile); compare and diff file see only the learning rate."""
+    if not (PROJECT / "notebooks" / "evaluate.py").exists():
+        pytest.fail("notebooks/evaluate.py is missing: the ML stages have not landed")
+    store_dir = tmp_path / "store"
+    for rate in ("0.001", "0.01"):
+        reproml("run", "--source", "synthetic:24", "--profile", "quick", "-p", f"model.learning_rate={rate}",
+                "--until", "evaluate", store=store_dir, timeout=1800)
+    store = Store(store_dir)
+    result = compare.compare_runs(store, "evaluate@master^1", "evaluate@master")
+    assert [(d["pipeline"], d["what"]) for d in result.differences] == [("model", "learning_rate")], result.differences
+    assert result.metrics, "no metric deltas"
+    out = diff.format_commit_diff(diff.diff_commits(store, "evaluate@master^1", "evaluate@master"))
+    assert "~ /Report.ipynb: notebook changed" in out and "scraps:" in out
+    assert "papermill" not in out and "start_time" not in out
