@@ -9,17 +9,18 @@ STAMP := $(VENV)/.installed
 IMAGE_VERSION := $(shell cat env/IMAGE_VERSION)
 BUILD_ARGS = --build-arg IMAGE_VERSION=$(IMAGE_VERSION) --build-arg GIT_COMMIT=$$(git rev-parse HEAD)
 
-.PHONY: setup serving-env browser run test test-all lint bench lab serve images validate clean lock help
+.PHONY: setup serving-env lab-env browser run test test-all lint bench lab serve images validate clean lock help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## create .venv from the pinned requirement files
 
-$(STAMP): $(PIPELINE_REQS) env/constraints-pipeline.txt pyproject.toml
+$(STAMP): $(PIPELINE_REQS) env/requirements-nodeps.txt env/constraints-pipeline.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.1.1
 	$(BIN)/pip install --quiet $(addprefix -r ,$(PIPELINE_REQS)) -c env/constraints-pipeline.txt
+	$(BIN)/pip install --quiet --no-deps -r env/requirements-nodeps.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
@@ -32,6 +33,14 @@ serving-env: .venv-serving/.installed  ## create .venv-serving: Seldon Core 1.17
 	.venv-serving/bin/pip install --quiet --no-deps -e .
 	touch $@
 
+lab-env: .venv-lab/.installed  ## create .venv-lab: JupyterLab with jupytext, nbdime, nbconvert (for people)
+
+.venv-lab/.installed: env/requirements-lab.txt
+	test -x .venv-lab/bin/python || $(PYTHON) -m venv .venv-lab
+	.venv-lab/bin/pip install --quiet --upgrade pip==25.1.1
+	.venv-lab/bin/pip install --quiet -r env/requirements-lab.txt
+	touch $@
+
 browser:  ## headless Chromium + ChromeDriver for the report-site tests (Debian packages)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
@@ -40,10 +49,10 @@ browser:  ## headless Chromium + ChromeDriver for the report-site tests (Debian 
 run: setup  ## run the whole pipeline on the embedded default (SOURCE=synthetic:96, PROFILE=quick)
 	$(BIN)/reproml run --source $(SOURCE) --profile $(PROFILE)
 
-test: setup serving-env browser  ## the fast test profile (what CI runs)
+test: setup serving-env lab-env browser  ## the fast test profile (what CI runs)
 	$(BIN)/python -m pytest -q
 
-test-all: setup serving-env browser  ## every test, the slow end-to-end runs included
+test-all: setup serving-env lab-env browser  ## every test, the slow end-to-end runs included
 	$(BIN)/python -m pytest -q -m ""
 
 lint: setup  ## ruff over the package, notebooks, tests and benchmarks
@@ -51,6 +60,11 @@ lint: setup  ## ruff over the package, notebooks, tests and benchmarks
 
 bench: setup  ## benchmarks: print figures and ratios (see bench/README.md)
 	$(BIN)/python bench/run_all.py
+
+lab: setup lab-env  ## JupyterLab on 127.0.0.1:8888: notebooks/*.py open as notebooks, reports/ holds the runs
+	$(BIN)/reproml reports
+	JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter .venv-lab/bin/jupyter lab --ip=127.0.0.1 --no-browser \
+	  --ServerApp.root_dir=$(CURDIR)
 
 serve: setup serving-env  ## serve the newest released model on http://127.0.0.1:9000 (Seldon Core)
 	$(BIN)/reproml serve

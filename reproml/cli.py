@@ -311,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--root", default=".", help="the repository root (default: the current folder)")
     validate.set_defaults(func=cmd_validate, needs_store=False)
 
+    from reproml import compare, diff, lineage, reports, reproduce
+
+    for module in (lineage, diff, compare, reproduce, reports):  # each adds its own verbs
+        module.add_parser(verbs)
+
     logs = verbs.add_parser("logs", help="the logs of a job's datums (the newest job by default)")
     logs.add_argument("--job", help="a job id (see `reproml list job`)")
     logs.add_argument("--pipeline", help="the newest job of this pipeline")

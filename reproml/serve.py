@@ -101,7 +101,7 @@ class Server:
         executable = self.venv / "bin" / "seldon-core-microservice"
         if not executable.exists():
             raise ReproError(f"the serving environment {self.venv} has no seldon-core-microservice",
-                             "create it with `make .venv-serving`")
+                             "create it with `make serving-env`")
         self.commit = find_release(self.store, self.release_ref)
         self.folder = Path(tempfile.mkdtemp(prefix=f"reproml-serve-{self.commit[:8]}-"))
         self.store.materialize(f"{self.release_ref.partition('@')[0]}@{self.commit}", self.folder)

@@ -28,7 +28,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 IMAGE = PROJECT.parent / "shared" / "data" / "oxford-pets-sample" / "single" / "american_bulldog_8" / "image.jpg"
 SAMPLE = PROJECT.parent / "shared" / "data" / "oxford-pets-sample"
 needs_serving_venv = pytest.mark.skipif(not (SERVING_VENV / "bin" / "seldon-core-microservice").exists(),
-                                        reason="no .venv-serving: run `make .venv-serving`")
+                                        reason="no .venv-serving: run `make serving-env`")
 
 
 def _b64(data: bytes) -> str:
@@ -124,7 +124,7 @@ def test_feedback_becomes_a_source_stream_reads(tmp_path):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not (SERVING_VENV / "bin" / "seldon-core-microservice").exists():
-        pytest.skip("no .venv-serving: run `make .venv-serving`")
+        pytest.skip("no .venv-serving: run `make serving-env`")
     root = tmp_path_factory.mktemp("serving")
     model_dir = tiny_model(root)
     store = Store.open(root / "store")
