@@ -115,7 +115,6 @@ def _fingerprints(store: Store, commit: CommitRef) -> dict[str, tuple[str | None
 
 def rerun(store: Store, project: Path, ref, progress=print) -> tuple[CommitRef, str, list[str]]:
     """Run the job that made `ref` again onto `reproduce-<id>`; return (new commit, branch, warnings)."""
-    from reproml.pps.datums import compute_datums
     from reproml.pps.engine import Engine
     from reproml.pps.jobs import Jobs
 
@@ -141,28 +140,13 @@ def rerun(store: Store, project: Path, ref, progress=print) -> tuple[CommitRef, 
     if cmd[: len(spec.cmd)] != spec.cmd:
         warnings.append(f"pachyderm/{spec.name}.yaml changed since the job ran; rerunning the recorded command")
     branch = f"reproduce-{info.id[:12]}"
-    datums = compute_datums(spec.input, heads, store.list_files)
-    provenance = sorted(set(heads.values()), key=lambda c: c.repo)
     with store.run_lock(on_wait=lambda who: progress(f"waiting for the store's run lock ({who})")):
-        job_id = engine.jobs.start(spec.name, {"cmd": cmd, "profile": job.details.get("profile"),
-                                               "inputs": [{"repo": c.repo, "id": c.id} for c in provenance],
-                                               "reproduces": f"{info.repo}@{info.id}"})
-        commit = store.start_commit(spec.name, branch=branch, provenance=provenance, origin="auto", job_id=job_id,
-                                    inherit=False, description=f"reproduction of {info.id} by job {job_id}")
-        progress(f"rerunning {info.repo}@{info.id[:12]} as job {job_id[:12]}: {len(datums)} datum(s) onto {branch}")
-        try:
-            # The engine's own datum runner, so the rerun sees exactly the environment a pipeline job sees.
-            outputs = {i: engine._run_datum(spec, job_id, commit.id, datum, cmd, job.details.get("profile"))
-                       for i, datum in enumerate(datums)}
-            commit.files = {f.path: f for f in engine._merge(datums, outputs)}
-            done = store.finish_commit(commit)
-        except BaseException as error:
-            store.fail_commit(commit)
-            engine.jobs.update(job_id, state="failure", reason=str(error))
-            raise
-        engine.jobs.update(job_id, state="success", output_commit=done.id, datums_total=len(datums),
-                           datums_processed=len(datums))
-    return CommitRef(done.repo, done.id), branch, warnings
+        progress(f"rerunning {info.repo}@{info.id[:12]} onto {branch}")
+        result = engine.run_job(spec, heads, cmd, job.details.get("profile"), branch=branch,
+                                note={"reproduces": f"{info.repo}@{info.id}"})
+    if result.status != "committed":
+        raise ReproError(f"the rerun of {info.repo}@{info.id} failed: {result.message}")
+    return CommitRef(info.repo, result.commit), branch, warnings
 
 
 def compare_commits(store: Store, original: CommitRef, reproduced: CommitRef, branch: str) -> Reproduction:

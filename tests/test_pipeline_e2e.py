@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import scrapbook as sb
 
-from conftest import SAMPLE, reproml
+from conftest import PROJECT, SAMPLE, reproml
+from reproml import compare, diff, reproduce
 from reproml.pfs import Store
 from reproml.pps.jobs import Jobs
-from reproml.serve import SERVING_VENV, Server
+from reproml.serve import SERVING_VENV, Server, find_release
 
 CHAIN = ("stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate", "release")
 HEADLINE = ("pixel_accuracy", "mean_iou", "iou_pet", "iou_background", "iou_border", "dice", "ece", "nll")
@@ -74,8 +75,8 @@ needs_serving = pytest.mark.skipif(not (SERVING_VENV / "bin" / "seldon-core-micr
 
 @needs_serving
 def test_the_quick_release_serves_a_real_image_with_its_provenance(quick, tmp_path):
-    record = json.loads(quick.read_file("release@master", "release.json"))
-    assert record["released"], record["reason"]
+    served = find_release(quick, "release@master")  # the newest commit of release that released its model
+    record = json.loads(quick.read_file(f"release@{served}", "release.json"))
     server = Server("release@master", port=0, store=quick, log=tmp_path / "server.log").start()
     try:
         server.wait_ready(240)
@@ -89,7 +90,7 @@ def test_the_quick_release_serves_a_real_image_with_its_provenance(quick, tmp_pa
         server.stop()
     mask = np.asarray(answer["data"]["ndarray"]) if "data" in answer else None
     tags = answer["meta"]["tags"]
-    assert tags["release_commit"] == quick.branch_head("release")
+    assert tags["release_commit"] == served
     assert tags["weights_fingerprint"] == record["provenance"]["weights_fingerprint"]
     size = json.loads(quick.read_file("evaluate@master", "evaluation.json"))["img_size"]
     if mask is None:
@@ -99,3 +100,28 @@ def test_the_quick_release_serves_a_real_image_with_its_provenance(quick, tmp_pa
 
         mask = np.asarray(Image.open(BytesIO(base64.b64decode(answer["binData"]))))
     assert mask.shape[-2:] == (size, size) and set(np.unique(mask)) <= {0, 1, 2}
+
+
+def test_runs_that_differ_only_in_the_learning_rate_show_just_that_and_the_metric_deltas(quick):
+    reproml(*QUICK, "-p", "calibrate.n_bins=10", "-p", "model.learning_rate=0.01", store=quick.root)
+    result = compare.compare_runs(quick, "evaluate@master^1", "evaluate@master")
+    assert [(d["pipeline"], d["what"]) for d in result.differences] == [("model", "learning_rate")], result.differences
+    assert result.metrics
+    printed = reproml("compare", "evaluate@master^1", "evaluate@master", store=quick.root).stdout
+    assert "learning_rate" in printed and "pixel_accuracy" in printed
+    out = diff.format_commit_diff(diff.diff_commits(quick, "evaluate@master^1", "evaluate@master"))
+    assert "~ /Report.ipynb: notebook changed" in out and "scraps:" in out
+    assert "papermill" not in out and "start_time" not in out
+
+
+def test_reproducing_the_transform_commit_gives_identical_files(quick):
+    result = reproduce.reproduce(quick, PROJECT, "transform@master", progress=lambda line: None)
+    assert result.failures == [] and not [d for d in result.differing if not d["path"].endswith(".ipynb")]
+    assert any(p.endswith("image.png") for p in result.identical)
+    assert quick.branch_head("transform") == quick.resolve("transform@master").id  # master did not move
+
+
+def test_reproducing_the_deterministic_model_gives_the_same_weights(quick):
+    printed = reproml("reproduce", "model@master", store=quick.root)  # exits non-zero on a difference
+    assert "weights fingerprint identical in /model.ipynb" in printed.stdout, printed.stdout
+    assert "reproduced: everything expected to be identical is identical" in printed.stdout

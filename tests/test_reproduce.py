@@ -138,27 +138,3 @@ def test_a_commit_not_made_by_a_job_cannot_be_reproduced(tmp_path):
         with store.commit("raw") as commit:
             commit.put_file("a", b"a")
         reproduce.reproduce(store, PROJECT, "raw@master", progress=lambda line: None)
-
-
-@pytest.mark.slow
-def test_reproducing_the_real_transform_commit_gives_identical_files(tmp_path):
-    """Acceptance: the real data stages on a small synthetic set; transform reruns byte-identical."""
-    store_dir = tmp_path / "store"
-    reproml("run", "--until", "transform", "--source", "synthetic:8", store=store_dir)
-    store = Store(store_dir)
-    result = reproduce.reproduce(store, PROJECT, "transform@master", progress=lambda line: None)
-    assert result.failures == [] and not [d for d in result.differing if not d["path"].endswith(".ipynb")]
-    assert any(p.endswith("image.png") for p in result.identical) and len(result.identical) > 20
-
-
-@pytest.mark.slow
-def test_reproducing_a_deterministic_model_gives_the_same_weights_fingerprint(tmp_path):
-    """Acceptance: the real model stage with deterministic true (quick profile) reruns to the same weights."""
-    store_dir = tmp_path / "store"
-    reproml("run", "--until", "model", "--source", "synthetic:24", "--profile", "quick", store=store_dir,
-            timeout=1800)
-    store = Store(store_dir)
-    result = reproduce.reproduce(store, PROJECT, "model@master", progress=lambda line: None)
-    assert result.fingerprints, "the model notebook glued no weights_fingerprint"
-    assert all(v["old"] == v["new"] and v["expected_identical"] for v in result.fingerprints.values())
-    assert result.failures == []

@@ -172,11 +172,9 @@ class Engine:
             if head is None:
                 return PipelineResult(spec.name, "waiting", message=f"input repo {repo!r} has no commit yet")
             heads[repo] = CommitRef(repo, head)
-        datums = compute_datums(spec.input, heads, self.store.list_files)
         cmd = self.command(spec, values)
-        base_key = {"cmd": cmd, "env": spec.env, "image": spec.raw["transform"].get("image"),
-                    "code": self._code, "paths": self._path_fingerprints(cmd)}
-        keys = [canonical_hash({**base_key, "datum": d.id}) for d in datums]
+        datums = compute_datums(spec.input, heads, self.store.list_files)
+        keys = self._datum_keys(spec, cmd, datums)
         cached = [self.jobs.cached(k) for k in keys]
         provenance = sorted(set(heads.values()), key=lambda c: c.repo)
         if all(c is not None for c in cached) and self._matches_head(spec.name, cached, provenance):
@@ -184,6 +182,24 @@ class Engine:
                                   commit=self.store.branch_head(spec.name),
                                   message=f"{len(datums)} datum(s) unchanged, no new commit")
         return self._run_job(spec, datums, keys, cached, cmd, provenance, profile, started)
+
+    def run_job(self, spec: PipelineSpec, heads: dict[str, CommitRef], cmd: list[str], profile: str | None,
+                branch: str, note: dict | None = None) -> PipelineResult:
+        """Run one job of `spec` on the given input commits onto `branch`, every datum afresh (no cache).
+
+        This is how `reproduce` re-executes a recorded job; the caller holds the store's run lock.
+        """
+        datums = compute_datums(spec.input, heads, self.store.list_files)
+        keys = self._datum_keys(spec, cmd, datums)
+        provenance = sorted(set(heads.values()), key=lambda c: c.repo)
+        return self._run_job(spec, datums, keys, [None] * len(datums), cmd, provenance, profile, time.time(),
+                             branch=branch, note=note, remember=False)
+
+    def _datum_keys(self, spec: PipelineSpec, cmd: list[str], datums: list[Datum]) -> list[str]:
+        """Each datum's cache key: its input contents, the effective command, environment, image and code."""
+        base_key = {"cmd": cmd, "env": spec.env, "image": spec.raw["transform"].get("image"),
+                    "code": self._code, "paths": self._path_fingerprints(cmd)}
+        return [canonical_hash({**base_key, "datum": d.id}) for d in datums]
 
     def _matches_head(self, repo: str, cached: list, provenance: list[CommitRef]) -> bool:
         head = self.store.branch_head(repo)
@@ -194,11 +210,12 @@ class Engine:
         return (sorted(info.provenance, key=lambda c: c.repo) == provenance
                 and files == {f.path: f.sha256 for f in self.store.files_of(head)})
 
-    def _run_job(self, spec, datums, keys, cached, cmd, provenance, profile, started) -> PipelineResult:
-        job_id = self.jobs.start(spec.name, {"cmd": cmd, "profile": profile,
+    def _run_job(self, spec, datums, keys, cached, cmd, provenance, profile, started, branch: str = "master",
+                 note: dict | None = None, remember: bool = True) -> PipelineResult:
+        job_id = self.jobs.start(spec.name, {"cmd": cmd, "profile": profile, **(note or {}),
                                              "inputs": [{"repo": c.repo, "id": c.id} for c in provenance]})
-        commit = self.store.start_commit(spec.name, provenance=provenance, origin="auto", job_id=job_id,
-                                         inherit=False, description=f"job {job_id}")
+        commit = self.store.start_commit(spec.name, branch=branch, provenance=provenance, origin="auto",
+                                         job_id=job_id, inherit=False, description=f"job {job_id}")
         self.jobs.update(job_id, output_commit=commit.id, datums_total=len(datums))
         todo = [i for i, files in enumerate(cached) if files is None]
         self.progress(f"      job {job_id[:12]}: {len(datums)} datum(s), {len(datums) - len(todo)} unchanged, "
@@ -214,7 +231,8 @@ class Engine:
                     if future in done and future.exception() is None:
                         i = futures[future]
                         outputs[i] = future.result()
-                        self.jobs.remember(keys[i], spec.name, job_id, datums[i].id, outputs[i])
+                        if remember:
+                            self.jobs.remember(keys[i], spec.name, job_id, datums[i].id, outputs[i])
                 failure = next((f.exception() for f in done if f.exception() is not None), None)
                 if failure is not None:
                     for future in futures:
