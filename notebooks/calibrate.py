@@ -23,11 +23,11 @@
 
 # %%
 import shutil
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import scrapbook as sb
 
+from reproml import notebook
 from reproml.seg import calibration, dataset, inference, metrics, report, training
 
 # %% tags=["parameters"]
@@ -46,14 +46,8 @@ output_dir: str = ""  # where the outputs go (required)
 # The logits of every pixel, before any softmax: temperature scaling divides them by T.
 
 # %%
-if not data_dir or not model_path or not output_dir:
-    raise ValueError(
-        f"data_dir, model_path and output_dir are required (got {data_dir!r}, {model_path!r}, {output_dir!r}); "
-        "run `python -m reproml.stage notebooks/calibrate.py --in data_dir=transform/calibration "
-        "--in model_path=model/model.keras` or pass them as parameters"
-    )
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
+notebook.require(data_dir=data_dir, model_path=model_path, output_dir=output_dir)
+out = notebook.output_folder(output_dir)
 model = inference.load_model(model_path)
 fingerprint = training.weights_fingerprint(model)
 images, labels, ids = dataset.load_arrays(data_dir)

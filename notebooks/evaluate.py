@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import scrapbook as sb
 from IPython.display import Markdown, display
 
+from reproml import notebook
 from reproml.seg import dataset, inference, metrics, report, training
 
 # %% tags=["parameters"]
@@ -50,14 +51,8 @@ output_dir: str = ""  # where the outputs go (required)
 # these predictions.
 
 # %%
-if not data_dir or not model_dir or not output_dir:
-    raise ValueError(
-        f"data_dir, model_dir and output_dir are required (got {data_dir!r}, {model_dir!r}, {output_dir!r}); "
-        "run `python -m reproml.stage notebooks/evaluate.py --in data_dir=transform/test --in model_dir=calibrate` "
-        "or pass them as parameters"
-    )
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
+notebook.require(data_dir=data_dir, model_dir=model_dir, output_dir=output_dir)
+out = notebook.output_folder(output_dir)
 calibration_file = Path(model_dir) / "calibration.json"
 calibrated = json.loads(calibration_file.read_text())
 model = inference.load_model(Path(model_dir) / "model.keras")

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scrapbook as sb
 
-from reproml import release, seldon
+from reproml import notebook, release, seldon
 
 # %% tags=["parameters"]
 evaluation_dir: str = ""  # evaluate's output folder (required)
@@ -57,10 +57,7 @@ output_dir: str = ""  # where release.json and, on release, the manifest and mod
 # is better) and the expected calibration error after temperature scaling (lower is better).
 
 # %%
-if not evaluation_dir or not output_dir:
-    raise ValueError(f"evaluation_dir and output_dir are required (got {evaluation_dir!r}, {output_dir!r}); run "
-                     "`python -m reproml.stage notebooks/release.py --in evaluation_dir=evaluate "
-                     "--commit evaluate_commit=evaluate`")
+notebook.require(evaluation_dir=evaluation_dir, output_dir=output_dir)
 model_dir = model_dir or evaluation_dir
 applying, apply_reason = seldon.should_apply(apply, ml_user_dir)  # checked first: a bad value fails before any work
 evaluation = release.read_json(evaluation_dir, "evaluation.json", "evaluate")

@@ -24,6 +24,7 @@
 # %%
 import scrapbook as sb
 
+from reproml import notebook
 from reproml.seg import sources
 
 # %% tags=["parameters"]
@@ -40,9 +41,7 @@ output_dir: str = ""  # where the two archives and source.json are written (requ
 # go through a `.part` file, so an interrupted transfer never leaves an archive that looks complete.
 
 # %%
-if not output_dir:
-    raise ValueError("output_dir is required; run `python -m reproml.stage notebooks/stream.py -p source SOURCE` "
-                     "or pass it as a parameter")
+notebook.require(output_dir=output_dir)
 for part in source.split("+"):
     parsed = sources.parse_source(part)
     print(f"{parsed.kind} source: {parsed.location}", flush=True)

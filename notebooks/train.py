@@ -27,12 +27,12 @@
 
 # %%
 import shutil
-from pathlib import Path
 from typing import Optional  # papermill reads Optional[int], not int | None
 
 import matplotlib.pyplot as plt
 import scrapbook as sb
 
+from reproml import notebook
 from reproml.seg import dataset, report, training
 
 # %% tags=["parameters"]
@@ -63,13 +63,8 @@ output_dir: str = ""  # where the outputs go (required)
 # Then seeds are set and the device is chosen.
 
 # %%
-if not data_dir or not output_dir:
-    raise ValueError(
-        f"data_dir and output_dir are required (got {data_dir!r}, {output_dir!r}); run "
-        "`python -m reproml.stage notebooks/train.py --in data_dir=transform` or pass them as parameters"
-    )
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
+notebook.require(data_dir=data_dir, output_dir=output_dir)
+out = notebook.output_folder(output_dir)
 hp, hp_origin = training.resolve_hp(
     {"learning_rate": learning_rate, "base_filters": base_filters, "depth": depth, "batch_size": batch_size,
      "dropout": dropout},

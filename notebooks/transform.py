@@ -24,6 +24,7 @@
 import matplotlib.pyplot as plt
 import scrapbook as sb
 
+from reproml import notebook
 from reproml.seg import figures, splits
 
 # %% tags=["parameters"]
@@ -40,9 +41,7 @@ output_dir: str = ""  # where the split folders and stats/ are written (required
 # other than 1, 2 and 3 appears at the edges.
 
 # %%
-if not shard_dir or not output_dir:
-    raise ValueError(f"shard_dir and output_dir are required (got {shard_dir!r}, {output_dir!r}); run "
-                     "`python -m reproml.stage notebooks/transform.py --in shard_dir=warehouse` or pass them")
+notebook.require(shard_dir=shard_dir, output_dir=output_dir)
 stats = splits.transform(shard_dir, output_dir, img_size=img_size)
 print(f"shards {stats['shards']}: {stats['samples']} samples at {img_size}x{img_size}")
 

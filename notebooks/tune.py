@@ -22,11 +22,11 @@
 
 # %%
 import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import scrapbook as sb
 
+from reproml import notebook
 from reproml.seg import report, training, tuning
 
 # %% tags=["parameters"]
@@ -52,13 +52,8 @@ output_dir: str = ""  # where the outputs go (required)
 # Depths the image size cannot take (it must be divisible by 2**depth) are dropped before searching.
 
 # %%
-if not data_dir or not output_dir:
-    raise ValueError(
-        f"data_dir and output_dir are required (got {data_dir!r}, {output_dir!r}); run "
-        "`python -m reproml.stage notebooks/tune.py --in data_dir=transform` or pass them as parameters"
-    )
-out = Path(output_dir)
-out.mkdir(parents=True, exist_ok=True)
+notebook.require(data_dir=data_dir, output_dir=output_dir)
+out = notebook.output_folder(output_dir)
 training.set_determinism(seed, deterministic)
 device = training.configure_device(mixed_precision=False)
 space = tuning.SearchSpace(

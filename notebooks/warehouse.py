@@ -24,6 +24,7 @@
 import matplotlib.pyplot as plt
 import scrapbook as sb
 
+from reproml import notebook
 from reproml.seg import archives, figures, oxford, warehouse
 
 # %% tags=["parameters"]
@@ -42,9 +43,7 @@ output_dir: str = ""  # where the shard folders, rejects.json and summary.json a
 # members or totals over the limits below. A truncated or corrupt archive stops the stage with its name.
 
 # %%
-if not archive_dir or not output_dir:
-    raise ValueError(f"archive_dir and output_dir are required (got {archive_dir!r}, {output_dir!r}); run "
-                     "`python -m reproml.stage notebooks/warehouse.py --in archive_dir=stream` or pass them")
+notebook.require(archive_dir=archive_dir, output_dir=output_dir)
 limits = archives.Limits(max_member_bytes=max_member_mb * 2**20, max_total_bytes=max_total_gb * 2**30,
                          max_members=max_members)
 print(limits)

@@ -46,3 +46,11 @@ def test_every_parameter_is_typed_commented_and_seen_by_papermill(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_notebook_hard_codes_pfs(path):
     assert "/pfs" not in path.read_text()
+
+
+def test_an_empty_required_parameter_is_named_with_how_to_supply_it():
+    from reproml.notebook import require
+
+    require(data_dir="/pfs/transform", output_dir="/pfs/out")
+    with pytest.raises(ValueError, match=r"data_dir, model_dir are required: .*--in NAME=INPUT"):
+        require(data_dir="", model_dir="", output_dir="/pfs/out")
