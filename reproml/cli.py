@@ -36,9 +36,9 @@ def _size(n: int) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    from reproml.compare import table
+
+    print(table(rows, header))
 
 
 def _print_json(value) -> None:
