@@ -12,6 +12,7 @@ from test_cluster_pachd import client_for, pachd  # noqa: F401  (pachd is a fixt
 
 from reproml import katib_trial
 from reproml.errors import ReproError
+from reproml.stage import declared_parameters, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = yaml.safe_load((ROOT / "env/k8s/katib/tune-experiment.yaml").read_text())
@@ -19,9 +20,8 @@ KATIB_TYPES = {"double", "int", "categorical", "discrete"}
 
 
 def notebook_parameters(notebook: Path) -> dict[str, str]:
-    """name -> declared type of the parameters cell of a jupytext notebook."""
-    cell = notebook.read_text().split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
-    return dict(re.findall(r"^(\w+): (\w+) =", cell, re.M))
+    """name -> declared type of a notebook's parameters, as the stage runner (papermill) reads them."""
+    return {name: kind for name, (kind, _, _) in declared_parameters(read_notebook(notebook)).items()}
 
 
 def trial_command() -> list[str]:
