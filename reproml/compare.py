@@ -2,6 +2,7 @@
 
     reproml compare evaluate@1a2b evaluate@master    two runs (a run is an evaluate commit)
     reproml compare --all                            every run of evaluate@master, as a table
+    reproml compare --all --pachd localhost:30650    the same, read from a Pachyderm cluster
 
 Both lineages are walked to the source. For each pipeline the two runs used different commits of,
 the comparison lists what a person could have changed: parameters, the notebook, the spec, the
@@ -18,6 +19,7 @@ from datetime import datetime
 from reproml.errors import ReproError
 from reproml.lineage import RecordCache, lineage, short
 from reproml.nbdiff import ValueChange, flatten, value_changes
+from reproml.pachd_reader import add_pachd_option, open_source
 from reproml.provenance import canonical_hash
 
 RUN_REPO = "evaluate"  # a run is a commit of this pipeline: the end of the chain that has metrics
@@ -237,12 +239,13 @@ def add_parser(verbs) -> None:
     sub.add_argument("--branch", default="master", help="the branch whose runs --all lists (default master)")
     sub.add_argument("--repo", default=RUN_REPO, help=f"the pipeline whose commits are runs (default {RUN_REPO})")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    add_pachd_option(sub)
     sub.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args, store) -> int:
     """The `compare` verb."""
-    source = store
+    source = open_source(args, store)
     if args.all:
         result = compare_all(source, args.repo, args.branch)
         print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_all(result))

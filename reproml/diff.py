@@ -2,6 +2,7 @@
 
     reproml diff file evaluate@1a2b evaluate@master             every file of the two commits
     reproml diff file model@master^1 model@master /history.json  one file (or folder)
+    reproml diff file evaluate@master^1 evaluate@master --pachd localhost:30650   on a Pachyderm cluster
     python -m reproml.diff OLD_FILE NEW_FILE                     two local files (a --diff-command)
 
 Files with the same content hash are unchanged. Of the others, executed notebooks get the notebook-aware
@@ -10,29 +11,40 @@ unchanged), JSON files a key-by-key comparison with numeric deltas, images a pix
 difference figure, and anything else its sizes. OLD comes first, as in `git diff`; pachctl writes the
 new commit first.
 
-On a Pachyderm cluster, `pachctl diff file` can call the same comparison for each changed file:
+With `--pachd HOST:PORT` the two commits are read from Pachyderm through python-pachyderm
+(`reproml.pachd_reader`: InspectCommit, WalkFile, and GetFile for the files whose hashes differ) and
+the output is the same as for the local store; reach pachd with
+`kubectl -n pachyderm port-forward svc/pachd 30650` and `--pachd localhost:30650`.
+
+`pachctl diff file` itself can call the same comparison for one file:
 
     pachctl diff file evaluate@master:/Report.ipynb evaluate@master^1:/Report.ipynb \\
         --diff-command "python -m reproml.diff"
 
 pachctl fetches both versions into temporary files and runs the command on them in place of its default
 `git diff --no-index OLD NEW`; `python -m reproml.diff OLD NEW` prints the notebook-aware (or JSON, or
-pixel) diff of the two files and exits 1 when they differ, as `diff` does.
+pixel) diff of the two files and exits 1 when they differ, as `diff` does. The kind of comparison comes
+from the file names (a temporary name such as `Report.ipynb_123456` counts as `Report.ipynb`) or, when
+the names carry no known suffix, from the content: a notebook's JSON, other JSON, else bytes.
 """
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reproml.errors import ReproError
-from reproml.imgdiff import image_diff, is_image
+from reproml.imgdiff import IMAGE_SUFFIXES, image_diff, is_image
 from reproml.nbdiff import diff_notebooks, format_diff, value_changes
+from reproml.pachd_reader import add_pachd_option, open_source
 from reproml.pfs import parse_ref
 
 MAX_FIGURES = 20  # pixel-difference figures written per diff; the rest are measured only
+KNOWN_SUFFIXES = (".ipynb", ".json", *IMAGE_SUFFIXES)
+_TEMP_TAIL = re.compile(r"(\.[A-Za-z0-9]+)_[^.]*$")  # `Report.ipynb_123456`: a temporary file's name
 
 
 @dataclass
@@ -174,15 +186,30 @@ def add_parser(verbs) -> None:
     sub.add_argument("--figures", type=Path, help="folder for pixel-difference figures (default: a temp folder)")
     sub.add_argument("--brief", action="store_true", help="one line per file, no details")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    add_pachd_option(sub)
     sub.set_defaults(func=cmd_diff_file)
 
 
 def cmd_diff_file(args, store) -> int:
     """The `diff file` verb; exit status 0 whether or not the commits differ (as pachctl)."""
-    diff = diff_commits(store, args.old, args.new, args.path, args.figures)
+    diff = diff_commits(open_source(args, store), args.old, args.new, args.path, args.figures)
     print(json.dumps(diff.to_json(), indent=2, default=str) if args.json
           else format_commit_diff(diff, verbose=not args.brief))
     return 0
+
+
+def kind_name(paths: list[Path], data: bytes) -> str:
+    """The name that says how to compare two files: the first with a known suffix, else one from `data`."""
+    names = [_TEMP_TAIL.sub(r"\1", path.name) for path in paths]
+    for name in names:
+        if name.lower().endswith(KNOWN_SUFFIXES):
+            return name
+    try:
+        content = json.loads(data)
+    except ValueError:
+        return names[0]
+    notebook = isinstance(content, dict) and "cells" in content and "nbformat" in content
+    return names[0] + (".ipynb" if notebook else ".json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("new", type=Path)
     parser.add_argument("--figures", type=Path, default=Path(tempfile.gettempdir()) / "reproml-diff")
     args = parser.parse_args(argv)
-    name = args.new.name if args.new.suffix else args.old.name
-    change = compare_bytes(name, args.old.read_bytes(), args.new.read_bytes(), _figure_path(args.figures, name))
+    old, new = args.old.read_bytes(), args.new.read_bytes()
+    name = kind_name([args.new, args.old], new)
+    change = compare_bytes(name, old, new, _figure_path(args.figures, name))
     if change is None:
         print(f"{name}: unchanged")
         return 0

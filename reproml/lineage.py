@@ -3,13 +3,14 @@
     reproml lineage evaluate@master               the provenance tree up to the source
     reproml lineage transform@1a2b --downstream   ... and everything derived from it
     reproml lineage evaluate@master --format dot | dot -Tsvg > lineage.svg
+    reproml lineage evaluate@master --pachd localhost:30650   read from a Pachyderm cluster
 
 For every commit the tree shows the pipeline, the commit, and, from the executed notebooks inside it
 (`*.ipynb`, metadata `reproml.provenance`), the notebook's sha256, the parameters, the spec hash, the
 project's git commit and the environment fingerprint. Functions here take a commit source and return
-plain data; formatting is separate. The source is the local `Store`; anything with its read methods
-(`resolve`, `inspect_commit`, `list_files`, `read_file`, `downstream`, `list_commits`) works too, which
-is how a python-pachyderm reader for a cluster would plug in.
+plain data; formatting is separate. The source is the local `Store` or anything with its read methods
+(`resolve`, `inspect_commit`, `list_files`, `read_file`, `downstream`, `list_commits`): with
+`--pachd HOST:PORT`, `reproml.pachd_reader` reads the same from a Pachyderm cluster.
 """
 
 import json
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from reproml.errors import ReproError
+from reproml.pachd_reader import add_pachd_option, open_source
 from reproml.pfs import CommitRef
 
 SCRAP_PREFIX = "application/scrapbook.scrap."  # one mimetype per encoder: json+json, text+json, ...
@@ -100,7 +102,9 @@ class RecordCache:
     def __init__(self, source):
         self.source = source
         self.memory: dict[str, tuple] = {}
-        self.nodes: dict[str, dict] = {}  # lineage nodes by commit id: finished commits never change
+        # Lineage nodes by `repo@id` (on Pachyderm one id names a commit in every repo of its commit set);
+        # finished commits never change.
+        self.nodes: dict[str, dict] = {}
         self.pending: list[str] = []  # records parsed but not yet written to SQLite
         self.db = source.connection() if hasattr(source, "connection") else None
         if self.db is not None:
@@ -162,8 +166,9 @@ def commit_node(source, commit: CommitRef, cache: RecordCache | None = None) -> 
         A JSON-ready dict; `problem` says why provenance is missing where a pipeline made the commit.
     """
     cache = cache or RecordCache(source)
-    if commit.id in cache.nodes:
-        return dict(cache.nodes[commit.id])
+    key = f"{commit.repo}@{commit.id}"
+    if key in cache.nodes:
+        return dict(cache.nodes[key])
     info = source.inspect_commit(commit)
     records = [cache.get(commit, f.path, f.sha256) for f in notebook_files(source, commit)]
     provs = [r.provenance for r in records if r.provenance]
@@ -186,7 +191,7 @@ def commit_node(source, commit: CommitRef, cache: RecordCache | None = None) -> 
         node["problem"] = (f"{info.repo}@{info.id} was made by a pipeline but holds no executed notebook with "
                            "provenance (metadata reproml.provenance)")
     if info.state == "finished":
-        cache.nodes[commit.id] = node
+        cache.nodes[key] = node
     return dict(node)
 
 
@@ -328,12 +333,13 @@ def add_parser(verbs) -> None:
     sub.add_argument("--json", action="store_true", help="print the graph as JSON (same as --format json)")
     sub.add_argument("--format", choices=("text", "json", "dot"), default="text",
                      help="text tree (default), JSON, or Graphviz DOT")
+    add_pachd_option(sub)
     sub.set_defaults(func=cmd_lineage)
 
 
 def cmd_lineage(args, store) -> int:
     """The `lineage` verb: print the graph in the chosen format."""
-    graph = lineage(store, args.ref, downstream=args.downstream)
+    graph = lineage(open_source(args, store), args.ref, downstream=args.downstream)
     fmt = "json" if args.json else args.format
     print(json.dumps(graph, indent=2, sort_keys=True) if fmt == "json" else
           format_dot(graph) if fmt == "dot" else format_text(graph))

@@ -1,186 +1,17 @@
-"""An in-process pachd built from python-pachyderm's own generated service classes, and its checks.
+"""The in-process pachd (tests/pachd_fixture.py) behaves as pachd where deploy tests rely on it.
 
-It keeps what a deploy touches (repos, commits with their files, pipelines) and records every request
-it receives, so tests can compare what `reproml deploy` sent with what it planned. It enforces the rules
-of the real server that matter here: a pipeline's input repos must exist, a pipeline is created once and
-then updated, commits are written between StartCommit and FinishCommit.
+Other test modules import the `pachd` fixture and `client_for` from here.
 """
 
 from __future__ import annotations
 
-import io
-import tarfile
-import uuid
-from concurrent import futures
-
 import grpc
 import pytest
-from google.protobuf import empty_pb2, wrappers_pb2
-from python_pachyderm.proto.v2.pfs import pfs_pb2, pfs_pb2_grpc
-from python_pachyderm.proto.v2.pps import pps_pb2, pps_pb2_grpc
-
-READS = {"ListRepo", "InspectCommit", "ListPipeline", "InspectPipeline", "GetFileTAR"}
+from pachd_fixture import client_for, pachd  # noqa: F401  (pachd: the fixture; other modules import both)
+from python_pachyderm.proto.v2.pps import pps_pb2
 
 
-class FakePachd:
-    """The state of the fake server and the log of requests, shared by its two servicers."""
-
-    def __init__(self):
-        self.requests: list[tuple[str, object]] = []
-        self.repos: dict[str, list[dict]] = {}  # repo -> finished commits, oldest first
-        self.open: dict[str, dict] = {}  # commit id -> commit being written
-        self.pipelines: dict[str, pps_pb2.CreatePipelineRequest] = {}
-
-    def record(self, method: str, message) -> None:
-        copy = type(message)()
-        copy.CopyFrom(message)
-        self.requests.append((method, copy))
-
-    def writes(self) -> list[tuple[str, object]]:
-        """The requests that change something (everything but reads), in arrival order."""
-        return [(m, msg) for m, msg in self.requests if m.rsplit("/", 1)[1] not in READS]
-
-    def head(self, repo: str) -> dict | None:
-        return (self.repos.get(repo) or [None])[-1]
-
-
-def pfs_inputs(node: pps_pb2.Input):
-    if node.HasField("pfs"):
-        yield node.pfs
-    for child in [*node.cross, *node.union, *node.join, *node.group]:
-        yield from pfs_inputs(child)
-
-
-class PFS(pfs_pb2_grpc.APIServicer):
-    def __init__(self, state: FakePachd):
-        self.state = state
-
-    def ListRepo(self, request, context):
-        self.state.record("pfs_v2.API/ListRepo", request)
-        for name in sorted(self.state.repos):
-            yield pfs_pb2.RepoInfo(repo=pfs_pb2.Repo(name=name, type="user"))
-
-    def CreateRepo(self, request, context):
-        self.state.record("pfs_v2.API/CreateRepo", request)
-        if request.repo.name in self.state.repos and not request.update:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"repo {request.repo.name} already exists")
-        self.state.repos.setdefault(request.repo.name, [])
-        return empty_pb2.Empty()
-
-    def InspectCommit(self, request, context):
-        self.state.record("pfs_v2.API/InspectCommit", request)
-        head = self.state.head(request.commit.branch.repo.name)
-        if head is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"branch {request.commit.branch.name} not found")
-        return pfs_pb2.CommitInfo(commit=pfs_pb2.Commit(id=head["id"], branch=request.commit.branch),
-                                  description=head["description"])
-
-    def StartCommit(self, request, context):
-        self.state.record("pfs_v2.API/StartCommit", request)
-        repo = request.branch.repo.name
-        if repo not in self.state.repos:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"repo {repo} not found")
-        parent = self.state.head(repo)
-        commit = {"id": uuid.uuid4().hex, "repo": repo, "description": request.description,
-                  "files": dict(parent["files"]) if parent else {}}
-        self.state.open[repo] = commit
-        return pfs_pb2.Commit(id=commit["id"], branch=request.branch)
-
-    def ModifyFile(self, request_iterator, context):
-        # One stream is recorded as one request, its opening set_commit; its files land in the commit.
-        commit = None
-        for request in request_iterator:
-            if request.HasField("set_commit"):
-                self.state.record("pfs_v2.API/ModifyFile", request)
-                commit = self.state.open.get(request.set_commit.branch.repo.name)
-                if commit is None:
-                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no open commit to modify")
-            elif request.HasField("delete_file"):
-                prefix = request.delete_file.path.rstrip("/")
-                commit["files"] = {p: b for p, b in commit["files"].items()
-                                   if p != prefix and not p.startswith(prefix + "/")}
-            elif request.HasField("add_file"):
-                commit["files"].setdefault(request.add_file.path, bytearray()).extend(request.add_file.raw.value)
-        return empty_pb2.Empty()
-
-    def FinishCommit(self, request, context):
-        self.state.record("pfs_v2.API/FinishCommit", request)
-        commit = self.state.open.pop(request.commit.branch.repo.name, None)
-        if commit is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no open commit to finish")
-        self.state.repos[commit["repo"]].append(commit)
-        return empty_pb2.Empty()
-
-    def GetFileTAR(self, request, context):
-        self.state.record("pfs_v2.API/GetFileTAR", request)
-        repo, ref = request.file.commit.branch.repo.name, request.file.commit.id or request.file.commit.branch.name
-        commits = self.state.repos.get(repo) or []
-        commit = next((c for c in commits if c["id"] == ref), commits[-1] if commits and ref == "master" else None)
-        if commit is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"commit {repo}@{ref} not found")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for path, content in sorted(commit["files"].items()):
-                info = tarfile.TarInfo(path.lstrip("/"))
-                info.size = len(content)
-                tar.addfile(info, io.BytesIO(bytes(content)))
-        yield wrappers_pb2.BytesValue(value=buffer.getvalue())
-
-
-class PPS(pps_pb2_grpc.APIServicer):
-    def __init__(self, state: FakePachd):
-        self.state = state
-
-    def ListPipeline(self, request, context):
-        self.state.record("pps_v2.API/ListPipeline", request)
-        for name in sorted(self.state.pipelines):
-            yield pps_pb2.PipelineInfo(pipeline=pps_pb2.Pipeline(name=name))
-
-    def InspectPipeline(self, request, context):
-        self.state.record("pps_v2.API/InspectPipeline", request)
-        spec = self.state.pipelines.get(request.pipeline.name)
-        if spec is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"pipeline {request.pipeline.name} not found")
-        details = pps_pb2.PipelineInfo.Details(transform=spec.transform, input=spec.input,
-                                               metadata=spec.metadata, description=spec.description)
-        return pps_pb2.PipelineInfo(pipeline=spec.pipeline, details=details)
-
-    def CreatePipeline(self, request, context):
-        self.state.record("pps_v2.API/CreatePipeline", request)
-        name = request.pipeline.name
-        if name in self.state.pipelines and not request.update:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, f"pipeline {name} already exists")
-        for pfs in pfs_inputs(request.input):
-            if pfs.repo not in self.state.repos:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"input repo {pfs.repo} of pipeline {name} not found")
-        self.state.pipelines[name] = request
-        self.state.repos.setdefault(name, [])  # a pipeline's output repo
-        return empty_pb2.Empty()
-
-
-@pytest.fixture
-def pachd():
-    """Start the fake pachd on a loopback port; yield ``(address, state)``."""
-    state = FakePachd()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pfs_pb2_grpc.add_APIServicer_to_server(PFS(state), server)
-    pps_pb2_grpc.add_APIServicer_to_server(PPS(state), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", state
-    finally:
-        server.stop(grace=None)
-
-
-def client_for(address: str):
-    import python_pachyderm
-
-    host, port = address.split(":")
-    return python_pachyderm.Client(host, int(port), use_default_host=False)
-
-
-def test_fake_refuses_a_pipeline_before_its_input_repo(pachd):
+def test_fake_refuses_a_pipeline_before_its_input_repo(pachd):  # noqa: F811
     address, state = pachd
     client = client_for(address)
     request = pps_pb2.CreatePipelineRequest(
@@ -193,7 +24,7 @@ def test_fake_refuses_a_pipeline_before_its_input_repo(pachd):
     assert "stream" in caught.value.details()
 
 
-def test_fake_keeps_the_files_of_a_commit(pachd):
+def test_fake_keeps_the_files_of_a_commit(pachd):  # noqa: F811
     address, state = pachd
     client = client_for(address)
     client.create_repo("data")
