@@ -25,9 +25,8 @@
 import shutil
 
 import matplotlib.pyplot as plt
-import scrapbook as sb
 
-from reproml import notebook
+from reproml import notebook, scraps
 from reproml.seg import calibration, dataset, inference, metrics, report, training
 
 # %% tags=["parameters"]
@@ -102,4 +101,4 @@ record = {
 report.write_json(record, out / "calibration.json")
 shutil.copyfile(model_path, out / "model.keras")
 for name, value in record.items():
-    sb.glue(name, value)
+    scraps.glue(name, value)

@@ -28,10 +28,9 @@ import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import scrapbook as sb
 from IPython.display import Markdown, display
 
-from reproml import notebook
+from reproml import notebook, scraps
 from reproml.seg import dataset, inference, metrics, report, training
 
 # %% tags=["parameters"]
@@ -178,11 +177,11 @@ report.write_json(evaluation, out / "evaluation.json")
 for name in ("model.keras", "calibration.json"):
     shutil.copyfile(Path(model_dir) / name, out / name)
 for name, value in headline.items():
-    sb.glue(name, report.finite_or_none(value) if isinstance(value, float) else value)
-sb.glue("temperature", temperature)
-sb.glue("n_test_samples", len(ids))
-sb.glue("model_commit", model_commit)
-sb.glue("data_commit", data_commit)
-sb.glue("weights_fingerprint", fingerprint)
-sb.glue("worst_samples", {ids[i]: report.finite_or_none(sample_iou[i]) for i in worst})
+    scraps.glue(name, report.finite_or_none(value) if isinstance(value, float) else value)
+scraps.glue("temperature", temperature)
+scraps.glue("n_test_samples", len(ids))
+scraps.glue("model_commit", model_commit)
+scraps.glue("data_commit", data_commit)
+scraps.glue("weights_fingerprint", fingerprint)
+scraps.glue("worst_samples", {ids[i]: report.finite_or_none(sample_iou[i]) for i in worst})
 print(report.dumps_json(evaluation))

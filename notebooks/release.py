@@ -28,9 +28,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import scrapbook as sb
 
-from reproml import notebook, release, seldon
+from reproml import notebook, release, scraps, seldon
 
 # %% tags=["parameters"]
 evaluation_dir: str = ""  # evaluate's output folder (required)
@@ -93,11 +92,11 @@ if current is not None:
 # %%
 decision = release.decide(candidate, current.metrics if current else None, thresholds, tolerance)
 print(f"released: {decision.released}; rule: {decision.rule}; {decision.reason}")
-sb.glue("released", decision.released)
-sb.glue("rule", decision.rule)
-sb.glue("reason", decision.reason)
-sb.glue("decision", decision.to_json())
-sb.glue("thresholds", {"pixel_accuracy": min_pixel_accuracy, "mean_iou": min_mean_iou,
+scraps.glue("released", decision.released)
+scraps.glue("rule", decision.rule)
+scraps.glue("reason", decision.reason)
+scraps.glue("decision", decision.to_json())
+scraps.glue("thresholds", {"pixel_accuracy": min_pixel_accuracy, "mean_iou": min_mean_iou,
                        "pet_iou": min_pet_iou, "ece": max_ece, "tolerance": tolerance})
 
 # %%
@@ -135,7 +134,7 @@ record = release.release_record(decision, thresholds, tolerance, provenance, cur
                                 deployment_name if decision.released else None, release_commit=commit)
 written = release.write_outputs(output_dir, record, manifest_yaml, model_dir)
 print("wrote", ", ".join(written))
-sb.glue("release_provenance", provenance or {})  # `provenance` is the runner's scrap of this job
+scraps.glue("release_provenance", provenance or {})  # `provenance` is the runner's scrap of this job
 
 # %% [markdown]
 # ## Deploying
@@ -155,5 +154,5 @@ elif applying:
     print(f"{apply_reason}\nSeldonDeployment {namespace}/{deployment_name} {applied} as ml-user")
 else:
     print(f"not applied: {apply_reason}")
-sb.glue("applied", applied)
-sb.glue("apply_reason", apply_reason)
+scraps.glue("applied", applied)
+scraps.glue("apply_reason", apply_reason)

@@ -22,9 +22,8 @@
 # archive) in `output_dir`.
 
 # %%
-import scrapbook as sb
 
-from reproml import notebook
+from reproml import notebook, scraps
 from reproml.seg import sources
 
 # %% tags=["parameters"]
@@ -57,7 +56,7 @@ info = sources.fetch(source, output_dir, seed=seed)
 for name, archive in info["archives"].items():
     print(f"{name:20s} {archive['bytes']:>12,d} bytes  sha256 {archive['sha256']}")
 
-sb.glue("origin", info["origin"])
-sb.glue("kind", info["kind"])
-sb.glue("archive_bytes", {name: archive["bytes"] for name, archive in info["archives"].items()})
-sb.glue("archive_sha256", {name: archive["sha256"] for name, archive in info["archives"].items()})
+scraps.glue("origin", info["origin"])
+scraps.glue("kind", info["kind"])
+scraps.glue("archive_bytes", {name: archive["bytes"] for name, archive in info["archives"].items()})
+scraps.glue("archive_sha256", {name: archive["sha256"] for name, archive in info["archives"].items()})

@@ -30,9 +30,8 @@ import shutil
 from typing import Optional  # papermill reads Optional[int], not int | None
 
 import matplotlib.pyplot as plt
-import scrapbook as sb
 
-from reproml import notebook
+from reproml import notebook, scraps
 from reproml.seg import dataset, report, training
 
 # %% tags=["parameters"]
@@ -137,17 +136,17 @@ if hp_file:
     shutil.copyfile(hp_file, out / "optimal_hp.json")
 best = {name: values[result.best_epoch - 1] for name, values in result.history.items()}
 final = {name: values[-1] for name, values in result.history.items()}
-sb.glue("hyperparameters", hp)
-sb.glue("hyperparameter_origin", hp_origin)
-sb.glue("data_commit", data_commit)
-sb.glue("epochs", result.epochs)
-sb.glue("best_epoch", result.best_epoch)
-sb.glue("best_metrics", best)
-sb.glue("final_metrics", final)
-sb.glue("weights_fingerprint", fingerprint)
-sb.glue("images_per_second", result.images_per_second)
-sb.glue("training_seconds", result.seconds)
-sb.glue("n_params", model.count_params())
-sb.glue("device", device)
+scraps.glue("hyperparameters", hp)
+scraps.glue("hyperparameter_origin", hp_origin)
+scraps.glue("data_commit", data_commit)
+scraps.glue("epochs", result.epochs)
+scraps.glue("best_epoch", result.best_epoch)
+scraps.glue("best_metrics", best)
+scraps.glue("final_metrics", final)
+scraps.glue("weights_fingerprint", fingerprint)
+scraps.glue("images_per_second", result.images_per_second)
+scraps.glue("training_seconds", result.seconds)
+scraps.glue("n_params", model.count_params())
+scraps.glue("device", device)
 print("best:", best)
 print("final:", final)

@@ -22,9 +22,8 @@
 
 # %%
 import matplotlib.pyplot as plt
-import scrapbook as sb
 
-from reproml import notebook
+from reproml import notebook, scraps
 from reproml.seg import figures, splits
 
 # %% tags=["parameters"]
@@ -57,9 +56,9 @@ for split, count in stats["splits"].items():
     print(f"{split:12s} {count:5d} samples  pet {balance['1']:.3f}  background {balance['2']:.3f}  "
           f"border {balance['3']:.3f}")
 
-sb.glue("split_sizes", stats["splits"])
-sb.glue("class_balance", stats["class_balance"])
-sb.glue("samples", stats["samples"])
+scraps.glue("split_sizes", stats["splits"])
+scraps.glue("class_balance", stats["class_balance"])
+scraps.glue("samples", stats["samples"])
 
 # %%
 fig = figures.split_balance(stats)

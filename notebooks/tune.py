@@ -24,9 +24,8 @@
 import json
 
 import matplotlib.pyplot as plt
-import scrapbook as sb
 
-from reproml import notebook
+from reproml import notebook, scraps
 from reproml.seg import report, training, tuning
 
 # %% tags=["parameters"]
@@ -104,10 +103,10 @@ print(report.markdown_table(tuning.TRIAL_COLUMNS, [[t[c] for c in tuning.TRIAL_C
 # %%
 tuning.write_trials_csv(result.trials, out / "trials.csv")
 (out / "optimal_hp.json").write_text(json.dumps(result.best_hp, indent=2) + "\n")
-sb.glue("best_hp", result.best_hp)
-sb.glue("best_score", result.best_score)
-sb.glue("objective", tuning.OBJECTIVE)
-sb.glue("n_trials", len(result.trials))
-sb.glue("trials", [{**t, "score": report.finite_or_none(t["score"])} for t in result.trials])
-sb.glue("data_commit", data_commit)
-sb.glue("device", device)
+scraps.glue("best_hp", result.best_hp)
+scraps.glue("best_score", result.best_score)
+scraps.glue("objective", tuning.OBJECTIVE)
+scraps.glue("n_trials", len(result.trials))
+scraps.glue("trials", [{**t, "score": report.finite_or_none(t["score"])} for t in result.trials])
+scraps.glue("data_commit", data_commit)
+scraps.glue("device", device)

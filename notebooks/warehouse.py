@@ -22,9 +22,8 @@
 
 # %%
 import matplotlib.pyplot as plt
-import scrapbook as sb
 
-from reproml import notebook
+from reproml import notebook, scraps
 from reproml.seg import archives, figures, oxford, warehouse
 
 # %% tags=["parameters"]
@@ -73,11 +72,11 @@ for reject in rejects[:20]:
 for breed, count in summary["breeds"].items():
     print(f"{breed:28s} {count:5d}")
 
-sb.glue("samples", summary["samples"])
-sb.glue("rejected", summary["rejected"])
-sb.glue("rejects_by_reason", summary["rejects_by_reason"])
-sb.glue("breeds", summary["breeds"])
-sb.glue("shards", summary["shards"])
+scraps.glue("samples", summary["samples"])
+scraps.glue("rejected", summary["rejected"])
+scraps.glue("rejects_by_reason", summary["rejects_by_reason"])
+scraps.glue("breeds", summary["breeds"])
+scraps.glue("shards", summary["shards"])
 
 # %% [markdown]
 # ## A look at the samples

@@ -19,13 +19,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reproml import __version__
+from reproml import __version__, scraps
 from reproml.errors import ParameterError, ReproError, StageFailed
 from reproml.provenance import canonical_hash, environment_fingerprint, git_state, tree_hash
 
 PROJECT = Path(__file__).resolve().parent.parent
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-SCRAP_MIME = "application/scrapbook.scrap.json+json"
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
@@ -177,10 +176,9 @@ def provenance_cell(provenance: dict):
         source='# Provenance, recorded by the stage runner (reproml.stage). Read it back with:\n'
                '# scrapbook.read_notebook(path).scraps["provenance"].data',
         metadata={"tags": ["provenance"]})
+    data, metadata = scraps.payload("provenance", provenance)
     cell.outputs = [
-        nbformat.v4.new_output("display_data", data={SCRAP_MIME: {
-            "name": "provenance", "data": provenance, "encoder": "json", "version": 1}},
-            metadata={"scrapbook": {"name": "provenance", "data": True, "display": False}}),
+        nbformat.v4.new_output("display_data", data=data, metadata=metadata),
         nbformat.v4.new_output("display_data", data={"text/markdown": "\n".join(lines)}),
     ]
     return cell
