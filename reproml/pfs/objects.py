@@ -59,7 +59,10 @@ class ObjectStore:
         return sha, len(data)
 
     def put_file(self, source: Path, move: bool = False) -> tuple[str, int]:
-        """Store a file's content, hashing while copying (one read); return (sha256, size).
+        """Store a file's content; return (sha256, size).
+
+        The bytes are first copied in the kernel (`copy_file_range`/`sendfile`), then the copy is hashed:
+        the name is the hash of exactly what was stored, even if the source changes meanwhile.
 
         Args:
             source: the file to store.
@@ -74,20 +77,16 @@ class ObjectStore:
             except OSError as error:
                 if error.errno != errno.EXDEV:
                     raise
-        digest = hashlib.sha256()
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp)
-        size = 0
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                dst.write(chunk)
-                size += len(chunk)
-        self._publish(Path(tmp_name), digest.hexdigest())
-        return digest.hexdigest(), size
+        os.close(fd)
+        shutil.copyfile(source, tmp_name)
+        sha = sha256_file(Path(tmp_name))
+        size = os.path.getsize(tmp_name)
+        self._publish(Path(tmp_name), sha)
+        return sha, size
 
     def link(self, sha: str, dest: Path) -> None:
-        """Make `dest` show the blob: a hard link where the filesystem allows, else a copy."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        """Make `dest` show the blob: a hard link where the filesystem allows, else a copy (its folder must exist)."""
         try:
             os.link(self.path(sha), dest)
         except OSError as error:

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,13 +117,15 @@ class OpenCommit:
         return self.files[path]
 
     def put_dir(self, source: Path, prefix: str = "", move: bool = False) -> int:
-        """Add every file under a local folder; return how many."""
-        count = 0
-        for file in sorted(p for p in Path(source).rglob("*") if p.is_file()):
+        """Add every file under a local folder, several at once (hashing releases the GIL); return how many."""
+        files = sorted(p for p in Path(source).rglob("*") if p.is_file())
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            stored = list(pool.map(lambda file: self.store.objects.put_file(file, move=move), files))
+        for file, (sha, size) in zip(files, stored, strict=True):
             rel = file.relative_to(source).as_posix()
-            self.put_file(f"{prefix.strip('/')}/{rel}" if prefix else rel, file, move=move)
-            count += 1
-        return count
+            path = f"{prefix.strip('/')}/{rel}" if prefix else rel
+            self.files[path] = FileInfo(path, sha, size)
+        return len(files)
 
     def delete_file(self, path: str) -> None:
         """Remove a file or every file under a folder path."""
@@ -381,7 +384,10 @@ class Store:
         """Lay a commit's files (or those under `prefix`) out under `dest`, hard-linked, not copied."""
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        for info in files if files is not None else self.list_files(ref, prefix):
+        files = files if files is not None else self.list_files(ref, prefix)
+        for folder in sorted({(dest / info.path).parent for info in files}):
+            folder.mkdir(parents=True, exist_ok=True)
+        for info in files:
             self.objects.link(info.sha256, dest / info.path)
         return dest
 
