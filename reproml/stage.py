@@ -241,7 +241,8 @@ def run_stage(request: StageRequest, pfs_root: Path | None = None) -> Path:
     try:
         executed = papermill.execute_notebook(
             nb, str(report), parameters=parameters, kernel_name=KERNELSPEC["name"], progress_bar=False,
-            log_output=True, cwd=str(PROJECT), shutdown_kernel="immediate")
+            stdout_file=sys.stdout, stderr_file=sys.stderr,  # what cells print reaches the log as it happens
+            cwd=str(PROJECT), shutdown_kernel="immediate")
     except PapermillExecutionError as error:
         kept = _failed_notebook_home(report)
         print("\n".join(error.traceback), file=sys.stderr)  # `pachctl logs` shows it on a cluster

@@ -50,6 +50,9 @@ def test_run_commits_outputs_with_provenance_then_skips_everything(fixture_proje
     assert provenance["parameters"]["source"] == store.branch_head("raw")
     assert "ok  raw:/a" in first.stdout
 
+    logs = reproml("logs", "--pipeline", "copy", store=store_dir, cwd=project).stdout
+    assert "copied 2 files" in logs and "copied 1 files" in logs  # what the cells print reaches the log
+
     again = reproml("run", store=store_dir, cwd=project)
     assert "up to date" in again.stdout
     assert len(_jobs(store_dir)) == 1
