@@ -169,3 +169,16 @@ def test_the_engine_loads_every_project_spec(spec_file):
 
     spec = load_spec(spec_file)
     assert spec.name == spec_file.stem
+
+
+def test_a_long_datum_reports_that_it_is_still_running(fixture_project, tmp_path, monkeypatch):
+    from reproml.pps import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "HEARTBEAT_S", 1)
+    project = fixture_project([echo_spec("copy", RAW, "--in", "input_dir=raw", "-p", "sleep", "4")])
+    store_dir = tmp_path / "store"
+    _seed_raw(store_dir, {"a/1.txt": b"1"})
+    lines = []
+    result = engine_module.Engine(Store.open(store_dir), project, progress=lines.append).run()
+    assert not result.failed
+    assert any(line.strip().startswith("... raw:/a") and "copied 1 files" in line for line in lines), lines

@@ -258,6 +258,17 @@ class Engine:
                               message=f"commit {info.id[:12]} ({len(todo)} datum(s) run, "
                                       f"{len(datums) - len(todo)} reused, {time.time() - started:.1f}s)")
 
+    def _wait(self, process: subprocess.Popen, label: str, started: float, log_path: Path) -> int:
+        """Wait for a datum's process, saying every HEARTBEAT_S seconds that it runs and what it printed last."""
+        while True:
+            try:
+                return process.wait(timeout=HEARTBEAT_S)
+            except subprocess.TimeoutExpired:
+                self.progress(f"      ... {label}  {time.time() - started:.0f}s  {_last_line(log_path)}")
+            except BaseException:
+                process.kill()  # Ctrl-C or a failing sibling: leave no notebook running behind us
+                raise
+
     def _merge(self, datums: list[Datum], outputs: dict[int, list[FileInfo]]) -> list[FileInfo]:
         """All datums' outputs as one file set; two datums writing one path is an error naming both."""
         owner: dict[str, int] = {}
@@ -298,8 +309,9 @@ class Engine:
             with open(log_path, "a") as log:
                 log.write(f"--- attempt {attempt}: {shlex.join(cmd)}\n")
                 log.flush()
-                code = subprocess.run(argv, cwd=self.project, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL).returncode
+                process = subprocess.Popen(argv, cwd=self.project, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL)
+                code = self._wait(process, datum.label, started, log_path)
             if code == 0:
                 break
         else:
@@ -321,6 +333,16 @@ class Engine:
         self.jobs.record_datum(job_id, datum.id, datum.label, "success", attempt, seconds, str(log_path))
         self.progress(f"      ok  {datum.label}  {seconds:.1f}s")
         return files
+
+
+HEARTBEAT_S = 30  # how often a long datum reports that it is still running, with its latest output
+
+
+def _last_line(log_path: Path) -> str:
+    with open(log_path, "rb") as log:
+        log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+        lines = [line.strip() for line in log.read().decode(errors="replace").replace("\r", "\n").splitlines()]
+    return next((line for line in reversed(lines) if line), "")[:120]
 
 
 def _last_error(log_path: Path) -> str:
