@@ -10,6 +10,7 @@ call only prints (nothing has changed) and `-p` overrides re-run only what they 
 """
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -42,13 +43,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         report = store.materialize("evaluate@master", Path(tmp)) / "Report.ipynb"
         scraps = {name: scrap.data for name, scrap in sb.read_notebook(str(report)).scraps.items()}
+    evaluation = json.loads(store.read_file("evaluate@master", "evaluation.json"))
     latest = {}
     for job in Jobs(store).list():
         if job.state == "success" and job.pipeline not in latest:
             latest[job.pipeline] = job
     training = {name: latest[name].finished - latest[name].started for name in ("train", "tune", "model")
                 if name in latest}
-    print(f"\ntest split: {scraps.get('n_samples', '?')} images; evaluate commit {store.branch_head('evaluate')}")
+    print(f"\ntest split: {evaluation['n_samples']} images of {evaluation['img_size']} px, temperature "
+          f"{evaluation['temperature']}; evaluate commit {store.branch_head('evaluate')}")
     for name in SHOWN:
         if name in scraps:
             target = TARGETS.get(name)
