@@ -70,6 +70,10 @@ def cmd_run(args, store: Store) -> int:
     started = time.time()
     result = engine.run(until=args.until, profile=args.profile, params=params)
     print(f"done in {time.time() - started:.1f}s: " + ", ".join(f"{p.pipeline} {p.status}" for p in result.pipelines))
+    if not result.failed and store.has_repo("evaluate") and store.branch_head("evaluate"):
+        print("next: `reproml get file evaluate@master:Report.ipynb -o Report.ipynb` (the report), "
+              "`reproml reports --serve` (every run, browsable), `reproml lineage evaluate@master`, "
+              "`make serve` (the released model)")
     return 1 if result.failed else 0
 
 
