@@ -11,7 +11,7 @@ import pytest
 import yaml
 from release_helpers import FINGERPRINT, GOOD, evaluate_output, release_commit
 
-from reproml import release, seldon
+from reproml import manifests, release, seldon
 from reproml.errors import ReproError
 from reproml.pfs import CommitRef, Store
 
@@ -51,22 +51,9 @@ def test_gate_metrics_names_the_missing_metric():
 @pytest.fixture(scope="module")
 def strict_seldon_validator() -> jsonschema.Draft4Validator:
     """The SeldonDeployment schema with additionalProperties: false added, as the schemas README describes."""
-
-    def strict(node):
-        if isinstance(node, dict):
-            if ("properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
-                node["additionalProperties"] = False
-            for value in node.values():
-                strict(value)
-        elif isinstance(node, list):
-            for value in node:
-                strict(value)
-        return node
-
-    schema = strict(json.loads(SELDON_SCHEMA.read_text()))
-    jsonschema.Draft4Validator.check_schema(schema)
-    return jsonschema.Draft4Validator(schema)
+    checker = manifests.validator(str(SELDON_SCHEMA))
+    jsonschema.Draft4Validator.check_schema(checker.schema)
+    return checker
 
 
 PROVENANCE = {"evaluate_commit": "c" * 32, "calibrate_commit": "e" * 32, "model_commit": "a" * 32,
