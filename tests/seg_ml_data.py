@@ -65,12 +65,13 @@ def make_transform_output(
 
 def run_notebook(name: str, output: Path, parameters: dict[str, object]):
     """Execute notebooks/<name>.py with papermill into `output` and return its scrapbook notebook."""
-    import jupytext
     import papermill
     import scrapbook
 
+    from reproml.stage import read_notebook
+
     source = Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.py"
     papermill.execute_notebook(
-        jupytext.read(source), str(output), parameters=parameters, kernel_name="python3", progress_bar=False
+        read_notebook(source), str(output), parameters=parameters, kernel_name="python3", progress_bar=False
     )
     return scrapbook.read_notebook(str(output))

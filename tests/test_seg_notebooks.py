@@ -10,15 +10,15 @@ import papermill
 import pytest
 import scrapbook as sb
 
+from reproml.stage import read_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("stream", "warehouse", "transform")
 
 
 def execute(stage: str, folder: Path, parameters: dict) -> dict:
     """Execute notebooks/<stage>.py into folder/<stage>.ipynb and return its scraps as {name: value}."""
-    nb = jupytext.read(ROOT / "notebooks" / f"{stage}.py")
-    for cell in nb.cells:
-        cell.metadata.setdefault("tags", [])  # papermill reads the tags of every cell
+    nb = read_notebook(ROOT / "notebooks" / f"{stage}.py")  # as the stage runner reads it
     report = folder / f"{stage}.ipynb"
     papermill.execute_notebook(nb, str(report), parameters=parameters, kernel_name="python3", cwd=str(folder),
                                progress_bar=False)
