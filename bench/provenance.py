@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from provenance_fixtures import make_run  # noqa: E402
 
-from reproml import compare, diff, lineage  # noqa: E402
+from reproml.inspect import compare, diff, lineage  # noqa: E402
 from reproml.pfs import Store  # noqa: E402
 
 

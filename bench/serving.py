@@ -1,6 +1,6 @@
 """Benchmark the model server: load from concurrent clients, serving overhead, and payload forms.
 
-Starts the real `seldon-core-microservice` (through `reproml.serve.Server`) on loopback, serving a U-Net at
+Starts the real `seldon-core-microservice` (through `reproml.serving.server.Server`) on loopback, serving a U-Net at
 128x128 (`reproml.seg.unet.build_unet`, untrained: speed does not depend on the weights), and prints:
 
 1. 1,000 requests from 4 concurrent clients, a 128x128 JPEG as binData: p50, p99, p99/p50, throughput, errors.
@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="sequential requests per p50 figure")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from reproml.serve import Server
+    from reproml.serving.server import Server
 
     root = Path(tempfile.mkdtemp(prefix="reproml-bench-"))
     store, model = make_release(root, args.size)

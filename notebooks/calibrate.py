@@ -26,8 +26,8 @@ import shutil
 
 import matplotlib.pyplot as plt
 
-from reproml import notebook, scraps
 from reproml.seg import calibration, dataset, inference, metrics, report, training
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 data_dir: str = ""  # transform's calibration split folder, holding <id>/image.png and mask.png (required)

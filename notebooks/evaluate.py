@@ -30,8 +30,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from reproml import notebook, scraps
 from reproml.seg import dataset, inference, metrics, report, training
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 data_dir: str = ""  # transform's test split folder, holding <id>/image.png and mask.png (required)

@@ -29,7 +29,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reproml import notebook, release, scraps, seldon
+from reproml.serving import release, seldon
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 evaluation_dir: str = ""  # evaluate's output folder (required)

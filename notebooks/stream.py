@@ -23,8 +23,8 @@
 
 # %%
 
-from reproml import notebook, scraps
 from reproml.seg import sources
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 source: str = "synthetic:64"  # oxford | a folder or file://, http(s):// URL with the two archives | synthetic[:N] | feedback; join with +

@@ -31,8 +31,8 @@ from typing import Optional  # papermill reads Optional[int], not int | None
 
 import matplotlib.pyplot as plt
 
-from reproml import notebook, scraps
 from reproml.seg import dataset, report, training
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 data_dir: str = ""  # transform's output root, holding training/ and validation/ (required)

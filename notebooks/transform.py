@@ -23,8 +23,8 @@
 # %%
 import matplotlib.pyplot as plt
 
-from reproml import notebook, scraps
 from reproml.seg import figures, splits
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 shard_dir: str = ""  # folder with shard-NN folders: the warehouse output, or one datum of it (required)

@@ -25,8 +25,8 @@ import json
 
 import matplotlib.pyplot as plt
 
-from reproml import notebook, scraps
 from reproml.seg import report, training, tuning
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 data_dir: str = ""  # transform's output root, holding training/ and validation/ (required)

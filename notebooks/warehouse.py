@@ -23,8 +23,8 @@
 # %%
 import matplotlib.pyplot as plt
 
-from reproml import notebook, scraps
 from reproml.seg import archives, figures, oxford, warehouse
+from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
 archive_dir: str = ""  # folder with images.tar.gz and annotations.tar.gz, the stream output (required)

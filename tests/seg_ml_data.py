@@ -68,7 +68,7 @@ def run_notebook(name: str, output: Path, parameters: dict[str, object]):
     import papermill
     import scrapbook
 
-    from reproml.stage import read_notebook
+    from reproml.stage.runner import read_notebook
 
     source = Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.py"
     papermill.execute_notebook(

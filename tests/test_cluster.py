@@ -9,7 +9,8 @@ import pytest
 import yaml
 from test_cluster_pachd import pachd  # noqa: F401  (the fixture)
 
-from reproml import cluster, cluster_specs
+from reproml.cluster import deploy as cluster
+from reproml.cluster import specs as cluster_specs
 from reproml.errors import InvalidSpec, ReproError
 
 ROOT = Path(__file__).resolve().parents[1]

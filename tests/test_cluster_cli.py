@@ -1,4 +1,4 @@
-"""`reproml deploy` and `reproml validate` from the command line (the verbs wire reproml.cluster and manifests)."""
+"""`reproml deploy` and `reproml validate` from the command line (the verbs wire reproml.cluster.deploy and manifests)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from test_cluster_pachd import pachd  # noqa: F401  (the fixture)
 
-from reproml import cli
+from reproml.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG = ["stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate", "release",

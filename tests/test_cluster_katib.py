@@ -10,9 +10,9 @@ import pytest
 import yaml
 from test_cluster_pachd import client_for, pachd  # noqa: F401  (pachd is a fixture)
 
-from reproml import katib_trial
+from reproml.cluster import katib_trial
 from reproml.errors import ReproError
-from reproml.stage import declared_parameters, read_notebook
+from reproml.stage.runner import declared_parameters, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = yaml.safe_load((ROOT / "env/k8s/katib/tune-experiment.yaml").read_text())
@@ -56,7 +56,7 @@ def test_every_searched_parameter_reaches_a_train_parameter():
 
 def test_a_trial_records_the_transform_commit_as_provenance():
     command = trial_command()
-    assert command[:3] == ["python", "-m", "reproml.katib_trial"]
+    assert command[:3] == ["python", "-m", "reproml.cluster.katib_trial"]
     assert command[command.index("--input") + 1] == "transform@master"
     stage = command[command.index("--") + 1:]
     assert stage[:4] == ["python", "-m", "reproml.stage", "notebooks/train.py"]

@@ -6,7 +6,7 @@ import pytest
 from provenance_fixtures import make_run, metrics_for
 from test_lineage import run_verb
 
-from reproml import compare
+from reproml.inspect import compare
 from reproml.pfs import Store
 
 

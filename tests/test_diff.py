@@ -10,8 +10,8 @@ from PIL import Image
 from provenance_fixtures import executed_notebook, make_run, png
 from test_lineage import run_verb
 
-from reproml import diff, nbdiff
-from reproml.imgdiff import image_diff
+from reproml.inspect import diff, nbdiff
+from reproml.inspect.imgdiff import image_diff
 from reproml.pfs import Store
 
 INPUTS = [{"name": "transform", "commit": "c" * 32, "sha256": "d" * 64}]

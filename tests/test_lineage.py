@@ -6,7 +6,7 @@ import json
 import pytest
 from provenance_fixtures import make_run
 
-from reproml import lineage
+from reproml.inspect import lineage
 from reproml.pfs import CommitRef, Store
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reproml import manifests
+from reproml.cluster import manifests
 from reproml.errors import NotFound
 
 ROOT = Path(__file__).resolve().parents[1]

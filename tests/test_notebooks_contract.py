@@ -6,7 +6,7 @@ import jupytext
 import pytest
 
 from conftest import PROJECT
-from reproml.stage import declared_parameters, read_notebook
+from reproml.stage.runner import declared_parameters, read_notebook
 
 NOTEBOOKS = sorted((PROJECT / "notebooks").glob("*.py"))
 PARAMETER_LINE = re.compile(r"^(\w+)\s*:\s*[^=]+=\s*.+#\s*\S")
@@ -49,7 +49,7 @@ def test_no_notebook_hard_codes_pfs(path):
 
 
 def test_an_empty_required_parameter_is_named_with_how_to_supply_it():
-    from reproml.notebook import require
+    from reproml.stage.notebook import require
 
     require(data_dir="/pfs/transform", output_dir="/pfs/out")
     with pytest.raises(ValueError, match=r"data_dir, model_dir are required: .*--in NAME=INPUT"):

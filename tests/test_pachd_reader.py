@@ -16,9 +16,10 @@ from pachd_recorded import ReadPFS, RecordedCommit, RecordedPachd, pachd_hash
 from provenance_fixtures import executed_notebook, metrics_for, png
 from python_pachyderm.proto.v2.pfs import pfs_pb2
 
-from reproml import cli, diff, lineage
+from reproml.cli import main as cli
+from reproml.cluster.pachd import PachdReader
 from reproml.errors import NotFound, ReproError
-from reproml.pachd_reader import PachdReader
+from reproml.inspect import diff, lineage
 from reproml.pfs import CommitRef, Store
 
 READ_CALLS = {"InspectCommit", "ListCommit", "InspectBranch", "WalkFile", "GetFile", "ListRepo"}

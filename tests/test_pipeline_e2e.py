@@ -10,10 +10,10 @@ import pytest
 import scrapbook as sb
 
 from conftest import PROJECT, SAMPLE, reproml
-from reproml import compare, diff, reproduce
+from reproml.inspect import compare, diff, reproduce
 from reproml.pfs import Store
 from reproml.pps.jobs import Jobs
-from reproml.serve import SERVING_VENV, Server, find_release
+from reproml.serving.server import SERVING_VENV, Server, find_release
 
 CHAIN = ("stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate", "release")
 HEADLINE = ("pixel_accuracy", "mean_iou", "iou_pet", "iou_background", "iou_border", "dice", "ece", "nll")

@@ -11,9 +11,10 @@ import pytest
 import yaml
 from release_helpers import FINGERPRINT, GOOD, evaluate_output, release_commit
 
-from reproml import manifests, release, seldon
+from reproml.cluster import manifests
 from reproml.errors import ReproError
 from reproml.pfs import CommitRef, Store
+from reproml.serving import release, seldon
 
 PROJECT = Path(__file__).resolve().parent.parent
 SELDON_SCHEMA = PROJECT.parent / "shared" / "schemas" / "crds" / "machinelearning.seldon.io" / "seldondeployment_v1.json"

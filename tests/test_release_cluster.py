@@ -24,9 +24,9 @@ from google.protobuf import wrappers_pb2
 from python_pachyderm.proto.v2.pfs import pfs_pb2_grpc
 from release_helpers import FINGERPRINT, GOOD, evaluate_output, tiny_model
 
-from reproml import seldon
 from reproml.errors import ReproError
-from reproml.serve import SERVING_VENV
+from reproml.serving import seldon
+from reproml.serving.server import SERVING_VENV
 
 PROJECT = Path(__file__).resolve().parent.parent
 COLLECTION = "/apis/machinelearning.seldon.io/v1/namespaces/serving/seldondeployments"
@@ -210,7 +210,7 @@ def test_should_apply_refuses_an_unknown_mode(tmp_path):
 
 
 def test_the_token_is_mounted_where_release_looks_for_it():
-    from reproml.stage import declared_parameters, read_notebook
+    from reproml.stage.runner import declared_parameters, read_notebook
 
     spec = yaml.safe_load((PROJECT / "pachyderm" / "release.yaml").read_text())
     assert spec["transform"]["secrets"] == [{"name": "ml-user-token", "mountPath": seldon.ML_USER_DIR}]
@@ -304,7 +304,7 @@ def pachd_with_release(tmp_path, monkeypatch):
 # The model class runs in the serving environment (seldon-core, Flask), not in this one: load it there.
 LOAD = """
 import json, sys
-from reproml.serving import SegmentationModel
+from reproml.serving.model import SegmentationModel
 model = SegmentationModel(release_commit=sys.argv[2])
 if sys.argv[1] == "fetch":
     print(json.dumps(sorted(p.name for p in model._fetch_release().iterdir())))

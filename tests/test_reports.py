@@ -14,7 +14,7 @@ import pytest
 from provenance_fixtures import make_run
 
 from conftest import PROJECT
-from reproml import reports
+from reproml.inspect import reports
 from reproml.pfs import Store
 
 ARTIFACTS = PROJECT / "test-artifacts"

@@ -8,8 +8,8 @@ from provenance_fixtures import make_run
 from test_lineage import run_verb
 
 from conftest import PROJECT, echo_spec, reproml
-from reproml import lineage, reproduce
 from reproml.errors import ReproError
+from reproml.inspect import lineage, reproduce
 from reproml.pfs import Store
 
 RAW = {"pfs": {"repo": "raw", "glob": "/*"}}

@@ -1,10 +1,10 @@
-"""Scraps written by reproml.scraps read back with scrapbook, as the notebooks rely on."""
+"""Scraps written by reproml.stage.scraps read back with scrapbook, as the notebooks rely on."""
 
 import nbformat
 import numpy as np
 import scrapbook as sb
 
-from reproml import scraps
+from reproml.stage import scraps
 
 
 def test_scrapbook_reads_what_glue_writes(tmp_path):

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import PROJECT
 from reproml.pps.spec import load_specs
-from reproml.stage import declared_parameters, read_notebook
+from reproml.stage.runner import declared_parameters, read_notebook
 
 KINDS = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,)}
 

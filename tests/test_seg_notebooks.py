@@ -10,7 +10,7 @@ import papermill
 import pytest
 import scrapbook as sb
 
-from reproml.stage import read_notebook
+from reproml.stage.runner import read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("stream", "warehouse", "transform")

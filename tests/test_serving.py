@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 from release_helpers import GOOD, release_commit, tiny_model
 
-from reproml import feedback
 from reproml.pfs import Store
-from reproml.serve import SERVING_VENV, Server
-from reproml.serving_payload import BadRequest, answer, read_images, read_mask
+from reproml.serving import feedback
+from reproml.serving.payload import BadRequest, answer, read_images, read_mask
+from reproml.serving.server import SERVING_VENV, Server
 
 PROJECT = Path(__file__).resolve().parent.parent
 IMAGE = PROJECT.parent / "shared" / "data" / "oxford-pets-sample" / "single" / "american_bulldog_8" / "image.jpg"
@@ -241,7 +241,7 @@ def test_serve_stops_every_process_on_a_signal(tmp_path, sig):
     store = Store.open(tmp_path / "store")
     model_dir = tiny_model(tmp_path)
     release_commit(store, {n: (model_dir / n).read_bytes() for n in ("model.keras", "calibration.json")}, GOOD)
-    code = ("import sys; from reproml.pfs import Store; from reproml.serve import serve; "
+    code = ("import sys; from reproml.pfs import Store; from reproml.serving.server import serve; "
             "sys.exit(serve(None, port=0, store=Store.open(sys.argv[1])))")
     process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store")], stderr=subprocess.PIPE,
                                text=True, start_new_session=True)

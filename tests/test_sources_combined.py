@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLE, reproml
-from reproml.feedback import add_feedback
 from reproml.pfs import Store
 from reproml.seg import oxford, sources
+from reproml.serving.feedback import add_feedback
 
 BULLDOG = SAMPLE / "single" / "american_bulldog_8"
 

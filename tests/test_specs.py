@@ -10,7 +10,7 @@ import yaml
 from python_pachyderm import parse_dict_pipeline_spec
 from python_pachyderm.proto.v2.pps import pps_pb2
 
-from reproml import manifests
+from reproml.cluster import manifests
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ["stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate", "release",

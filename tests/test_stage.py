@@ -10,7 +10,7 @@ import scrapbook as sb
 
 from conftest import FIXTURES, PROJECT
 from reproml.errors import ParameterError, StageFailed
-from reproml.stage import StageRequest, coerce, resolve_parameters, run_stage
+from reproml.stage.runner import StageRequest, coerce, resolve_parameters, run_stage
 
 ECHO = FIXTURES / "notebooks" / "echo.py"
 DECLARED = {"input_dir": ("str", '""', ""), "factor": ("int", "1", ""), "fail": ("bool", "False", ""),

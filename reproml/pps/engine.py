@@ -28,7 +28,7 @@ from reproml.pps.spec import PipelineSpec, load_specs, topological_order, upstre
 from reproml.provenance import canonical_hash, tree_hash
 
 # Code whose change changes what a stage computes: it is part of every datum's cache key.
-CODE_FILES = ("reproml/stage.py", "reproml/seg")
+CODE_FILES = ("reproml/stage", "reproml/seg")
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Engine:
 
     def _check_parameters(self, spec: PipelineSpec, values: dict) -> None:
         """Fail before any work when an override names a parameter the stage notebook lacks."""
-        from reproml.stage import declared_parameters, read_notebook
+        from reproml.stage.runner import declared_parameters, read_notebook
 
         notebook = next((a for a in spec.cmd if a.endswith(".py") and (self.project / a).exists()), None)
         if not values or notebook is None:

@@ -140,8 +140,8 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
     info: dict[str, object] = {"origin": source, "kind": parsed.kind, "location": parsed.location}
     if parsed.kind == "feedback":
         # The feedback repo lives in the store ($REPROML_STORE): read it, never written from here.
-        from reproml.feedback import write_source
         from reproml.pfs import Store
+        from reproml.serving.feedback import write_source
 
         info["commit"] = write_source(Store.open(), output_dir, parsed.location)["commit"]
     elif parsed.kind == "synthetic":

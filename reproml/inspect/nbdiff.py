@@ -1,6 +1,6 @@
 """Notebook-aware diff of two executed notebooks: what a person changed or the run found, not when it ran.
 
-    python -m reproml.nbdiff OLD.ipynb NEW.ipynb [--figures DIR] [--json]
+    python -m reproml.inspect.nbdiff OLD.ipynb NEW.ipynb [--figures DIR] [--json]
 
 Volatile parts are dropped before comparing: timestamps, durations and execution counts (cell
 metadata `execution` and `papermill`, notebook metadata `papermill`), cell ids, the job-specific
@@ -21,8 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reproml.imgdiff import image_diff
-from reproml.lineage import VOLATILE_PROVENANCE, normalize_parameters, pfs_root, scrap_of, scraps_in
+from reproml.inspect.imgdiff import image_diff
+from reproml.inspect.lineage import VOLATILE_PROVENANCE, normalize_parameters, pfs_root, scrap_of, scraps_in
 
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "jupytext")  # everything else is written per execution
 VOLATILE_CELL_METADATA = ("execution", "papermill", "collapsed", "scrolled", "ExecuteTime")
@@ -303,7 +303,7 @@ def format_diff(diff: NotebookDiff, indent: str = "") -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Compare two notebook files; exit 0 if equal up to volatile parts, 1 if they differ (like diff)."""
-    parser = argparse.ArgumentParser(prog="python -m reproml.nbdiff", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m reproml.inspect.nbdiff", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("old", type=Path)
     parser.add_argument("new", type=Path)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from reproml.cluster.manifests import input_repos
 from reproml.errors import InvalidSpec
-from reproml.manifests import input_repos
 from reproml.provenance import canonical_hash
 
 OVERLAY_DIR = "pachyderm/overlays"

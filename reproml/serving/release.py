@@ -2,7 +2,7 @@
 
 The gate is a pure function of numbers (`decide`), so that its rules read as one table and are tested as
 one. Around it: reading the metrics the gate looks at, finding the model released now, and collecting the
-commits a release traces back to. The SeldonDeployment that serves a release is built in `reproml.seldon`.
+commits a release traces back to. The SeldonDeployment that serves a release is built in `reproml.serving.seldon`.
 """
 
 from __future__ import annotations

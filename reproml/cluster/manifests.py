@@ -261,7 +261,9 @@ def validate_all(root: Path) -> list[str]:
     Returns:
         Every problem found, one line each; empty when all is valid.
     """
-    from reproml import cluster_specs  # overlays live with the cluster bridge; it imports this module
+    from reproml.cluster import (
+        specs as cluster_specs,  # overlays live with the cluster bridge; it imports this module
+    )
 
     root = Path(root)
     errors: list[str] = []

@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reproml import __version__, scraps
+from reproml import __version__
 from reproml.errors import ParameterError, ReproError, StageFailed
 from reproml.provenance import canonical_hash, environment_fingerprint, git_state, tree_hash
+from reproml.stage import scraps
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 _BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 

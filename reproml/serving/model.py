@@ -1,4 +1,4 @@
-"""The Seldon Core v1 model class that serves a release: `seldon-core-microservice reproml.serving.SegmentationModel`.
+"""The Seldon Core v1 model class that serves a release: `seldon-core-microservice reproml.serving.model.SegmentationModel`.
 
 It loads a release (model.keras, calibration.json, release.json) from a folder (`model_dir`, what
 `reproml serve` lays out from the local store) or, on a cluster, from Pachyderm by release commit id.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reproml.errors import ReproError
-from reproml.serving_payload import (
+from reproml.serving.payload import (
     BadRequest,
     answer,
     read_images,
@@ -229,8 +229,8 @@ class SegmentationModel:
         from seldon_core.flask_utils import SeldonMicroserviceException
         from seldon_core.utils import json_to_seldon_message
 
-        from reproml import feedback as fb
-        from reproml.serving_payload import encode_png
+        from reproml.serving import feedback as fb
+        from reproml.serving.payload import encode_png
 
         message = json_format.MessageToDict(feedback)
         reward = float(message.get("reward", 0.0))

@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from reproml import cluster_specs
+from reproml.cluster import specs as cluster_specs
 from reproml.errors import ReproError
 
 SPEC_ANNOTATION = "reproml.io/spec-sha256"
@@ -174,7 +174,7 @@ def send(client, requests: list[Request]) -> None:
         elif request.method == "pfs_v2.API/FinishCommit":
             client.finish_commit(request.message.commit)
         else:
-            raise ValueError(f"reproml.cluster cannot send {request.method}")
+            raise ValueError(f"reproml.cluster.deploy cannot send {request.method}")
 
 
 def describe(request: Request) -> str:

@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reproml.diff import compare_bytes
 from reproml.errors import NotFound, ReproError
-from reproml.lineage import notebook_files, parse_notebook
-from reproml.nbdiff import value_changes
+from reproml.inspect.diff import compare_bytes
+from reproml.inspect.lineage import notebook_files, parse_notebook
+from reproml.inspect.nbdiff import value_changes
 from reproml.pfs import CommitRef, Store
 from reproml.pfs.objects import sha256_file
 
@@ -206,7 +206,7 @@ def reproduce(store: Store, project: Path, ref, progress=print) -> Reproduction:
 def _drift(store: Store, commit: CommitRef, project: Path) -> list[str]:
     """Warnings when the project's notebook, code or environment moved since the commit was made."""
     from reproml.provenance import environment_fingerprint, git_state
-    from reproml.stage import (
+    from reproml.stage.runner import (
         PROJECT as RUNNER_PROJECT,  # the runner records the git state of its own checkout
     )
 

@@ -3,26 +3,26 @@
     reproml diff file evaluate@1a2b evaluate@master             every file of the two commits
     reproml diff file model@master^1 model@master /history.json  one file (or folder)
     reproml diff file evaluate@master^1 evaluate@master --pachd localhost:30650   on a Pachyderm cluster
-    python -m reproml.diff OLD_FILE NEW_FILE                     two local files (a --diff-command)
+    python -m reproml.inspect.diff OLD_FILE NEW_FILE                     two local files (a --diff-command)
 
 Files with the same content hash are unchanged. Of the others, executed notebooks get the notebook-aware
-diff of `reproml.nbdiff` (a notebook that differs only in timestamps, durations or ids is counted as
+diff of `reproml.inspect.nbdiff` (a notebook that differs only in timestamps, durations or ids is counted as
 unchanged), JSON files a key-by-key comparison with numeric deltas, images a pixel comparison with a
 difference figure, and anything else its sizes. OLD comes first, as in `git diff`; pachctl writes the
 new commit first.
 
 With `--pachd HOST:PORT` the two commits are read from Pachyderm through python-pachyderm
-(`reproml.pachd_reader`: InspectCommit, WalkFile, and GetFile for the files whose hashes differ) and
+(`reproml.cluster.pachd`: InspectCommit, WalkFile, and GetFile for the files whose hashes differ) and
 the output is the same as for the local store; reach pachd with
 `kubectl -n pachyderm port-forward svc/pachd 30650` and `--pachd localhost:30650`.
 
 `pachctl diff file` itself can call the same comparison for one file:
 
     pachctl diff file evaluate@master:/Report.ipynb evaluate@master^1:/Report.ipynb \\
-        --diff-command "python -m reproml.diff"
+        --diff-command "python -m reproml.inspect.diff"
 
 pachctl fetches both versions into temporary files and runs the command on them in place of its default
-`git diff --no-index OLD NEW`; `python -m reproml.diff OLD NEW` prints the notebook-aware (or JSON, or
+`git diff --no-index OLD NEW`; `python -m reproml.inspect.diff OLD NEW` prints the notebook-aware (or JSON, or
 pixel) diff of the two files and exits 1 when they differ, as `diff` does. The kind of comparison comes
 from the file names (a temporary name such as `Report.ipynb_123456` counts as `Report.ipynb`) or, when
 the names carry no known suffix, from the content: a notebook's JSON, other JSON, else bytes.
@@ -36,10 +36,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
-from reproml.imgdiff import IMAGE_SUFFIXES, image_diff, is_image
-from reproml.nbdiff import diff_notebooks, format_diff, value_changes
-from reproml.pachd_reader import add_pachd_option, open_source
+from reproml.inspect.imgdiff import IMAGE_SUFFIXES, image_diff, is_image
+from reproml.inspect.nbdiff import diff_notebooks, format_diff, value_changes
 from reproml.pfs import parse_ref
 
 MAX_FIGURES = 20  # pixel-difference figures written per diff; the rest are measured only
@@ -214,7 +214,7 @@ def kind_name(paths: list[Path], data: bytes) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Compare two local files by kind (the `--diff-command` of pachctl); exit 1 when they differ."""
-    parser = argparse.ArgumentParser(prog="python -m reproml.diff", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m reproml.inspect.diff", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("old", type=Path)
     parser.add_argument("new", type=Path)

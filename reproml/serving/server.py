@@ -27,8 +27,8 @@ from pathlib import Path
 
 from reproml.errors import NotFound, ReproError
 
-MODEL_CLASS = "reproml.serving.SegmentationModel"
-SERVING_VENV = Path(__file__).resolve().parents[1] / ".venv-serving"
+MODEL_CLASS = "reproml.serving.model.SegmentationModel"
+SERVING_VENV = Path(__file__).resolve().parents[2] / ".venv-serving"
 _HIGH_FD = 10  # sockets are moved above the fds that the handover targets (3 and 4)
 
 
@@ -49,7 +49,7 @@ def _listen(host: str, port: int) -> socket.socket:
 def find_release(store, release_ref: str) -> str:
     """The release commit to serve: a commit given by id must be a release; a branch gives its newest release."""
     from reproml.pfs import parse_ref
-    from reproml.release import RELEASE_FILE, find_current_release
+    from reproml.serving.release import RELEASE_FILE, find_current_release
 
     parsed = parse_ref(release_ref)
     if store.has_repo(parsed.repo) and store.branch_head(parsed.repo, parsed.ref.partition("^")[0]) is None:
@@ -111,7 +111,7 @@ class Server:
         parameters = [{"name": "model_dir", "type": "STRING", "value": str(self.folder)},
                       {"name": "release_commit", "type": "STRING", "value": self.commit},
                       {"name": "store", "type": "STRING", "value": str(self.store.root)}]
-        command = [str(self.venv / "bin" / "python"), "-m", "reproml.serve", *map(str, fds), str(executable),
+        command = [str(self.venv / "bin" / "python"), "-m", "reproml.serving.server", *map(str, fds), str(executable),
                    MODEL_CLASS, "--service-type", "MODEL", "--http-port", str(self.port),
                    "--metrics-port", str(self.metrics_port), "--grpc-workers", "0",
                    "--workers", str(self.workers), "--parameters", json.dumps(parameters)]

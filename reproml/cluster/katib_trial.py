@@ -6,7 +6,7 @@ A Katib trial runs outside Pachyderm, so this wrapper does what a pipeline worke
 and prints the numeric items of one scrap of the executed notebook as ``name=value`` lines, which
 Katib's StdOut metrics collector reads::
 
-    python -m reproml.katib_trial --pachd HOST:PORT --input transform@master --scrap best_metrics -- \
+    python -m reproml.cluster.katib_trial --pachd HOST:PORT --input transform@master --scrap best_metrics -- \
         python -m reproml.stage notebooks/train.py --in data_dir=transform --commit data_commit=transform
 """
 
@@ -74,7 +74,7 @@ def report_metrics(notebook: Path, scrap: str, out=print) -> list[tuple[str, flo
 
 def main(argv: list[str] | None = None, client=None) -> int:
     """Run one trial; return the command's exit status."""
-    parser = argparse.ArgumentParser(prog="python -m reproml.katib_trial", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m reproml.cluster.katib_trial", description=__doc__.split("\n")[0])
     parser.add_argument("--pachd", required=client is None, help="pachd HOST:PORT")
     parser.add_argument("--input", action="append", required=True, metavar="REPO@REF",
                         help="a commit to lay out under $PFS_ROOT/REPO (repeatable)")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None, client=None) -> int:
         parser.error("give the stage command after --")
     pfs_root = Path(os.environ.get("PFS_ROOT", "/pfs"))
     if client is None:
-        from reproml.cluster import connect
+        from reproml.cluster.deploy import connect
 
         client = connect(args.pachd)
     env = dict(os.environ, PFS_ROOT=str(pfs_root))

@@ -36,7 +36,7 @@ def _size(n: int) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    from reproml.compare import table
+    from reproml.inspect.compare import table
 
     print(table(rows, header))
 
@@ -210,21 +210,21 @@ def cmd_tensorboard(args, store: Store) -> int:
 
 
 def cmd_serve(args, store: Store) -> int:
-    from reproml.serve import serve
+    from reproml.serving.server import serve
 
     release = args.release if not args.release or "@" in args.release else f"release@{args.release}"
     return serve(release, port=args.port, host=args.host, store=store)
 
 
 def cmd_deploy(args, store: Store | None) -> int:
-    from reproml import cluster
+    from reproml.cluster import deploy as cluster
 
     cluster.deploy(args.pachd, args.specs, source=args.source, dry_run=args.dry_run, overlay=args.overlay)
     return 0
 
 
 def cmd_validate(args, store: Store | None) -> int:
-    from reproml import manifests
+    from reproml.cluster import manifests
 
     return manifests.validate_command(Path(args.root))
 
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--root", default=".", help="the repository root (default: the current folder)")
     validate.set_defaults(func=cmd_validate, needs_store=False)
 
-    from reproml import compare, diff, lineage, reports, reproduce
+    from reproml.inspect import compare, diff, lineage, reports, reproduce
 
     for module in (lineage, diff, compare, reproduce, reports):  # each adds its own verbs
         module.add_parser(verbs)

@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
-from reproml.lineage import RecordCache, lineage, short
-from reproml.nbdiff import ValueChange, flatten, value_changes
-from reproml.pachd_reader import add_pachd_option, open_source
+from reproml.inspect.lineage import RecordCache, lineage, short
+from reproml.inspect.nbdiff import ValueChange, flatten, value_changes
 from reproml.provenance import canonical_hash
 
 RUN_REPO = "evaluate"  # a run is a commit of this pipeline: the end of the chain that has metrics

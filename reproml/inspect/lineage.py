@@ -10,15 +10,15 @@ For every commit the tree shows the pipeline, the commit, and, from the executed
 project's git commit and the environment fingerprint. Functions here take a commit source and return
 plain data; formatting is separate. The source is the local `Store` or anything with its read methods
 (`resolve`, `inspect_commit`, `list_files`, `read_file`, `downstream`, `list_commits`): with
-`--pachd HOST:PORT`, `reproml.pachd_reader` reads the same from a Pachyderm cluster.
+`--pachd HOST:PORT`, `reproml.cluster.pachd` reads the same from a Pachyderm cluster.
 """
 
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
-from reproml.pachd_reader import add_pachd_option, open_source
 from reproml.pfs import CommitRef
 
 SCRAP_PREFIX = "application/scrapbook.scrap."  # one mimetype per encoder: json+json, text+json, ...

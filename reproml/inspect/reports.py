@@ -18,9 +18,9 @@ from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from reproml.compare import RUN_REPO, _cell, compare_all, compare_runs
 from reproml.errors import ReproError
-from reproml.lineage import RecordCache, format_text, lineage, notebook_files, scrap_of, short
+from reproml.inspect.compare import RUN_REPO, _cell, compare_all, compare_runs
+from reproml.inspect.lineage import RecordCache, format_text, lineage, notebook_files, scrap_of, short
 from reproml.pfs import CommitRef, Store
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}

@@ -98,7 +98,7 @@ class PachdReader:
     @classmethod
     def connect(cls, address: str, project: str = "default") -> PachdReader:
         """A reader for pachd at `HOST:PORT` (or a grpc:// URL); `$PACH_PYTHON_AUTH_TOKEN` when auth is on."""
-        from reproml.cluster import connect
+        from reproml.cluster.deploy import connect
 
         return cls(connect(address), address, project)
 

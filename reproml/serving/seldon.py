@@ -3,7 +3,7 @@
 The manifest names the serving image by exact reference and carries the release's provenance: commit
 ids as labels (so `kubectl get sdep -l reproml.io/model-commit=<id>` finds them) and everything, the
 weights fingerprint and report path included, as annotations. The container loads the release from
-Pachyderm by the release commit id (`reproml.serving.SegmentationModel`'s `release_commit` parameter).
+Pachyderm by the release commit id (`reproml.serving.model.SegmentationModel`'s `release_commit` parameter).
 
 `apply` sends the manifest to the Kubernetes API with the standard library alone (no `kubernetes` client in
 the pipeline image), as the `ml-user` service account whose token only the release pipeline's pods mount.
@@ -28,7 +28,7 @@ API_VERSION = "machinelearning.seldon.io/v1"
 DEFAULT_NAME = "reproml-segmentation"
 CONTAINER = "segmentation"  # the graph node and its container share this name, as Seldon requires
 SERVICE_ACCOUNT = "ml-user"
-MODEL_CLASS = "reproml.serving.SegmentationModel"
+MODEL_CLASS = "reproml.serving.model.SegmentationModel"
 PACHD_ADDRESS = "grpc://pachd.pachyderm.svc.cluster.local:30650"  # pachd's in-cluster service (Helm default)
 PREFIX = "reproml.io/"
 # Where the release pipeline's pods find ml-user's token and the cluster CA (transform.secrets in
@@ -56,7 +56,7 @@ def seldon_deployment(provenance: dict, release_commit: str, serving_image: str,
     """Build the SeldonDeployment of a release.
 
     Args:
-        provenance: `reproml.release.resolve_provenance`'s result.
+        provenance: `reproml.serving.release.resolve_provenance`'s result.
         release_commit: the release commit holding model.keras and calibration.json.
         serving_image: the serving image by exact reference (`registry/name:tag` or `@sha256:`).
         namespace: where it is deployed.
@@ -173,7 +173,7 @@ def apply(manifest: dict, base_url: str | None = None, credentials: str | Path =
     meta = manifest.get("metadata") or {}
     if not meta.get("name") or not meta.get("namespace"):
         raise ReproError("the manifest to apply has no metadata.name or metadata.namespace",
-                         "build it with reproml.seldon.seldon_deployment")
+                         "build it with reproml.serving.seldon.seldon_deployment")
     base_url = (base_url or api_server()).rstrip("/")
     context = _tls_context(Path(credentials)) if base_url.startswith("https:") else None
     group, version = API_VERSION.split("/")

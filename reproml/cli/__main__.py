@@ -1,0 +1,7 @@
+"""`python -m reproml.cli ...`: the same as the `reproml` console script."""
+
+import sys
+
+from reproml.cli.main import main
+
+sys.exit(main())

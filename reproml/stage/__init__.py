@@ -1,0 +1,7 @@
+"""Runs ONE stage notebook (or a batch of datums): jupytext -> papermill -> executed notebook + provenance.
+
+Owns the stage runner (`runner`, started as `python -m reproml.stage`) and the few helpers stage notebooks
+import (`notebook`: required inputs and output folders; `scraps`: metrics in scrapbook's format).
+May import: `reproml.errors`, `reproml.provenance`. Never the store, the engine, serving or the CLI: a stage
+reads only what its spec's inputs and parameters hand it.
+"""
