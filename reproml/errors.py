@@ -31,7 +31,17 @@ class ParameterError(ReproError):
 
 
 class StageFailed(ReproError):
-    """A stage notebook raised; the partially executed notebook is kept."""
+    """A stage notebook raised; the partially executed notebook is kept.
+
+    Args:
+        message: the stage, datum and cell that failed, with the error.
+        hint: where to look.
+        failed_notebook: where the partially executed notebook was kept.
+    """
+
+    def __init__(self, message: str, hint: str = "", failed_notebook: str = ""):
+        super().__init__(message, hint)
+        self.failed_notebook = failed_notebook
 
 
 class JobFailed(ReproError):

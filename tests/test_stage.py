@@ -1,6 +1,7 @@
 """The stage runner: parameter coercion and checks, provenance, failures, --help-notebook."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,8 @@ import pytest
 import scrapbook as sb
 
 from conftest import FIXTURES, PROJECT
-from reproml.errors import ParameterError, StageFailed
+from reproml.errors import ParameterError, ReproError, StageFailed
+from reproml.stage.contract import ENV_VAR, DatumContext, DatumResult
 from reproml.stage.runner import StageRequest, coerce, resolve_parameters, run_stage
 
 ECHO = FIXTURES / "notebooks" / "echo.py"
@@ -35,25 +37,27 @@ def test_a_value_of_the_wrong_type_says_what_was_expected(value, type_name):
 def test_unknown_parameters_are_an_error_listing_the_valid_ones(tmp_path):
     request = StageRequest(ECHO, parameters={"epochs": "3"})
     with pytest.raises(ParameterError, match="valid parameters: input_dir: str, factor: int"):
-        resolve_parameters(request, DECLARED, tmp_path)
+        resolve_parameters(request, DECLARED, DatumContext(pfs_root=str(tmp_path)))
 
 
-def test_inputs_resolve_under_pfs_root_and_output_dir_is_fixed(tmp_path, monkeypatch):
-    monkeypatch.setenv("raw_COMMIT", "abc123")
+def test_inputs_resolve_under_pfs_root_and_output_dir_is_fixed(tmp_path):
+    context = DatumContext(pfs_root=str(tmp_path), input_commits={"raw": "abc123"})
     request = StageRequest(ECHO, inputs={"input_dir": "raw/a"}, commits={"fail": "raw"})
     with pytest.raises(ParameterError, match="fail.*expects bool, got 'abc123'"):
-        resolve_parameters(request, DECLARED, tmp_path)
-    values = resolve_parameters(StageRequest(ECHO, inputs={"input_dir": "raw/a"}), DECLARED, tmp_path)
+        resolve_parameters(request, DECLARED, context)
+    with pytest.raises(ReproError, match="(?s)no input named 'transform'.*inputs with a commit: raw"):
+        resolve_parameters(StageRequest(ECHO, commits={"fail": "transform"}), DECLARED, context)
+    values = resolve_parameters(StageRequest(ECHO, inputs={"input_dir": "raw/a"}), DECLARED, context)
     assert values == {"input_dir": str(tmp_path / "raw/a"), "output_dir": str(tmp_path / "out")}
 
 
 def test_the_executed_notebook_carries_provenance(tmp_path, monkeypatch):
     (tmp_path / "raw" / "a").mkdir(parents=True)
     (tmp_path / "raw" / "a" / "x.txt").write_text("x")
-    monkeypatch.setenv("raw_COMMIT", "c0ffee")
     monkeypatch.chdir(PROJECT)
+    context = DatumContext(pfs_root=str(tmp_path), input_commits={"raw": "c0ffee"})
     report = run_stage(StageRequest(ECHO, inputs={"input_dir": "raw"}, parameters={"factor": "2"},
-                                    report="nb/{datum}.ipynb"), pfs_root=tmp_path)
+                                    report="nb/{datum}.ipynb"), context)
     assert report == tmp_path / "out" / "nb" / "a.ipynb"
     nb = nbformat.read(report, as_version=4)
     provenance = nb.metadata["reproml"]["provenance"]
@@ -65,12 +69,12 @@ def test_the_executed_notebook_carries_provenance(tmp_path, monkeypatch):
 
 
 def test_a_failing_cell_names_stage_and_cell_and_keeps_the_notebook(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPROML_FAILED_DIR", str(tmp_path / "failed"))
     monkeypatch.chdir(PROJECT)
+    context = DatumContext(pfs_root=str(tmp_path), failed_dir=str(tmp_path / "failed"))
     with pytest.raises(StageFailed, match=r"stage 'echo' failed in cell \d+ .*ValueError: asked to fail") as info:
-        run_stage(StageRequest(ECHO, parameters={"fail": "true"}), pfs_root=tmp_path)
+        run_stage(StageRequest(ECHO, parameters={"fail": "true"}), context)
     kept = tmp_path / "failed" / "echo.ipynb"
-    assert str(kept) in str(info.value) and kept.exists()
+    assert str(kept) in str(info.value) and kept.exists() and info.value.failed_notebook == str(kept)
     assert not (tmp_path / "out" / "echo.ipynb").exists()
 
 
@@ -78,3 +82,39 @@ def test_help_notebook_lists_typed_parameters_with_their_help():
     result = subprocess.run([sys.executable, "-m", "reproml.stage", "notebooks/train.py", "--help-notebook"],
                             cwd=PROJECT, capture_output=True, text=True, check=True)
     assert "learning_rate: Optional[float] = None  # Adam step size" in result.stdout
+
+
+def test_the_datum_context_is_one_json_value_and_unknown_fields_are_an_error():
+    context = DatumContext(pfs_root="/tmp/pfs", pipeline="copy", job_id="j", datum_id="d",
+                           input_commits={"raw": "c1"}, input_hashes={"raw": "h"}, result_file="/tmp/r.json")
+    env = context.environment()
+    assert DatumContext.from_environment(env) == context
+    assert (env["PFS_ROOT"], env["PACH_JOB_ID"], env["raw_COMMIT"]) == ("/tmp/pfs", "j", "c1")
+    assert not any("STORE" in name or "PACHD" in name for name in env)  # stages never reach the store
+    with pytest.raises(ReproError, match=r"REPROML_DATUM is not a datum context: unknown field\(s\) store"):
+        DatumContext.from_json('{"store": "/somewhere"}')
+
+
+def test_without_the_engine_the_context_comes_from_pachyderms_variables():
+    context = DatumContext.from_environment({"PACH_JOB_ID": "j", "PACH_DATUM_ID": "d", "PPS_PIPELINE_NAME": "p",
+                                             "transform_COMMIT": "c", "REPROML_GIT_COMMIT": "g"})
+    assert (context.pfs_root, context.job_id, context.pipeline) == ("/pfs", "j", "p")
+    assert context.input_commits == {"transform": "c"} and context.result_file == ""
+
+
+def test_the_runner_answers_in_its_result_file(tmp_path):
+    (tmp_path / "pfs" / "raw" / "a").mkdir(parents=True)
+    (tmp_path / "pfs" / "raw" / "a" / "x.txt").write_text("x")
+    result_file = tmp_path / "result.json"
+    context = DatumContext(pfs_root=str(tmp_path / "pfs"), failed_dir=str(tmp_path / "failed"),
+                           result_file=str(result_file))
+
+    def run(*params: str) -> DatumResult:
+        subprocess.run([sys.executable, "-m", "reproml.stage", str(ECHO), "--in", "input_dir=raw", *params],
+                       cwd=PROJECT, env={**os.environ, ENV_VAR: context.to_json()}, capture_output=True)
+        return DatumResult.read(result_file)
+
+    assert run() == DatumResult(ok=True, report=str(tmp_path / "pfs" / "out" / "echo.ipynb"))
+    failed = run("-p", "fail", "true")
+    assert not failed.ok and "stage 'echo' failed in cell" in failed.error and "asked to fail" in failed.error
+    assert failed.failed_notebook == str(tmp_path / "failed" / "echo.ipynb") and failed.hint

@@ -26,6 +26,8 @@ from reproml.pps.datums import Datum, compute_datums
 from reproml.pps.jobs import Jobs
 from reproml.pps.spec import PipelineSpec, load_specs, topological_order, upstream_closure
 from reproml.provenance import canonical_hash, tree_hash
+from reproml.stage.contract import ENV_VAR as DATUM_ENV_VAR
+from reproml.stage.contract import DatumContext, DatumResult
 
 # Code whose change changes what a stage computes: it is part of every datum's cache key.
 CODE_FILES = ("reproml/stage", "reproml/seg")
@@ -290,39 +292,43 @@ class Engine:
         log_path = job_dir / "logs" / f"{datum.id[:16]}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         pfs = work / "pfs"
-        hashes = {}
         for part in datum.inputs:
             self.store.materialize(None, pfs / part.name, files=list(part.files))
-            hashes[part.name] = canonical_hash([[f.path, f.sha256] for f in part.files])
-        env = {**os.environ, **spec.env,
-               "PFS_ROOT": str(pfs), "PACH_JOB_ID": job_id, "PACH_OUTPUT_COMMIT_ID": commit_id,
-               "PACH_DATUM_ID": datum.id, "PPS_PIPELINE_NAME": spec.name, "REPROML_STORE": str(self.store.root),
-               "REPROML_INPUT_HASHES": json.dumps(hashes), "REPROML_PROFILE": profile or "",
-               "REPROML_FAILED_DIR": str(job_dir / "failed" / datum.id[:16]),
+        context = DatumContext(
+            pfs_root=str(pfs), pipeline=spec.name, job_id=job_id, datum_id=datum.id, output_commit=commit_id,
+            input_commits={part.name: part.commit for part in datum.inputs},
+            input_hashes={part.name: canonical_hash([[f.path, f.sha256] for f in part.files])
+                          for part in datum.inputs},
+            profile=profile or "", failed_dir=str(job_dir / "failed" / datum.id[:16]),
+            result_file=str(job_dir / "results" / f"{datum.id[:16]}.json"))
+        inherited = {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV}
+        env = {**inherited, **spec.env, **context.environment(),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        env.update({f"{part.name}_COMMIT": part.commit for part in datum.inputs})
         argv = [sys.executable if cmd[0] in ("python", "python3") else cmd[0], *cmd[1:]]
         started = time.time()
         for attempt in range(1, spec.datum_tries + 1):
             shutil.rmtree(pfs / "out", ignore_errors=True)
             (pfs / "out").mkdir(parents=True)
+            Path(context.result_file).unlink(missing_ok=True)  # an earlier attempt's answer is not this one's
             with open(log_path, "a") as log:
                 log.write(f"--- attempt {attempt}: {shlex.join(cmd)}\n")
                 log.flush()
                 process = subprocess.Popen(argv, cwd=self.project, env=env, stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL)
                 code = self._wait(process, datum.label, started, log_path)
-            if code == 0:
+            answer = DatumResult.read(context.result_file)
+            if code == 0 and (answer is None or answer.ok):  # a command other than the runner answers by exit code
                 break
         else:
             self.jobs.record_datum(job_id, datum.id, datum.label, "failed", attempt, time.time() - started,
                                    str(log_path))
-            failed = sorted((job_dir / "failed" / datum.id[:16]).rglob("*.ipynb"))
-            if failed:
-                self.jobs.update(job_id, failed_notebook=str(failed[0]))
+            if answer is not None and answer.failed_notebook:
+                self.jobs.update(job_id, failed_notebook=answer.failed_notebook)
             raise JobFailed(f"pipeline {spec.name!r}, datum {datum.label} failed after {attempt} attempt(s): "
-                            f"{_last_error(log_path)}",
-                            f"log: {log_path}" + (f"; failed notebook: {failed[0]}" if failed else ""))
+                            + (answer.error if answer else f"`{shlex.join(cmd)}` exited {code} without a result"),
+                            f"log: {log_path}"
+                            + (f"; failed notebook: {answer.failed_notebook}" if answer and answer.failed_notebook
+                               else ""))
         out = pfs / "out"
         files = []
         for file in sorted(p for p in out.rglob("*") if p.is_file()):
@@ -337,21 +343,16 @@ class Engine:
 
 HEARTBEAT_S = 30  # how often a long datum reports that it is still running, with its latest output
 
+# Variables of the engine's own environment that a datum must not see: a stage reads only its declared inputs,
+# never the store or pachd behind the DAG's back (and a stale context must not shadow the datum's own).
+WITHHELD_ENV = frozenset({"REPROML_STORE", "PACHD_ADDRESS", DATUM_ENV_VAR})
+
 
 def _last_line(log_path: Path) -> str:
     with open(log_path, "rb") as log:
         log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
         lines = [line.strip() for line in log.read().decode(errors="replace").replace("\r", "\n").splitlines()]
     return next((line for line in reversed(lines) if line), "")[:120]
-
-
-def _last_error(log_path: Path) -> str:
-    """The runner's error line from a datum log, or the log's last line."""
-    lines = log_path.read_text(errors="replace").splitlines()
-    for index in range(len(lines) - 1, -1, -1):
-        if lines[index].startswith("reproml.stage: error:"):
-            return lines[index].removeprefix("reproml.stage: error: ")
-    return lines[-1] if lines else "no output"
 
 
 def find_project(start: Path | None = None) -> Path:

@@ -2,9 +2,10 @@
 
     python -m reproml.stage notebooks/train.py --in data_dir=transform -p epochs 10
 
-Inputs are parameters resolved under `$PFS_ROOT` (default `/pfs`); `output_dir` is `$PFS_ROOT/out`.
-The executed notebook is written into the output; on failure the partially executed notebook is
-kept (in `$REPROML_FAILED_DIR` when the local engine runs the stage) and the exit status is 1.
+Inputs are parameters resolved under the datum's `pfs_root` (default `/pfs`); `output_dir` is
+`<pfs_root>/out`. The executed notebook is written into the output; on failure the partially executed
+notebook is kept and the exit status is 1. What the engine tells the runner about the datum, and the result
+file the runner writes back, are `reproml.stage.contract`'s `DatumContext` and `DatumResult`.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from reproml import __version__
 from reproml.errors import ParameterError, ReproError, StageFailed
 from reproml.provenance import canonical_hash, environment_fingerprint, git_state, tree_hash
 from reproml.stage import scraps
+from reproml.stage.contract import DatumContext, DatumResult
 
 PROJECT = Path(__file__).resolve().parents[2]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -89,17 +91,19 @@ def coerce(name: str, value, type_name: str):
     return value
 
 
-def resolve_parameters(request: StageRequest, declared: dict, pfs_root: Path) -> dict:
+def resolve_parameters(request: StageRequest, declared: dict, context: DatumContext) -> dict:
     """Merge inputs, commit ids, output_dir and `-p` values; unknown names are an error."""
     if "output_dir" not in declared:
         raise ParameterError(f"{request.notebook} has no `output_dir` parameter",
                              "every stage notebook declares `output_dir: str` in its parameters cell")
+    pfs_root = Path(context.pfs_root)
     values = {name: str(pfs_root / rel) for name, rel in request.inputs.items()}
     for name, input_name in request.commits.items():
-        commit = os.environ.get(f"{input_name}_COMMIT")
+        commit = context.input_commits.get(input_name)
         if not commit:
-            raise ReproError(f"--commit {name}={input_name}: ${input_name}_COMMIT is not set",
-                             "the engine sets <input>_COMMIT for each input; check the input's name")
+            known = ", ".join(sorted(context.input_commits)) or "none"
+            raise ReproError(f"--commit {name}={input_name}: the datum has no input named {input_name!r}",
+                             f"inputs with a commit: {known}; name an input of the pipeline's spec")
         values[name] = commit
     values.update(request.parameters)
     values["output_dir"] = str(pfs_root / "out")
@@ -121,19 +125,18 @@ def datum_name(request: StageRequest, pfs_root: Path) -> str:
     return "+".join(names) or "all"
 
 
-def input_provenance(request: StageRequest, pfs_root: Path) -> list[dict]:
-    """Each input folder under $PFS_ROOT with its commit and content hash (given by the engine if it knows)."""
-    known = json.loads(os.environ.get("REPROML_INPUT_HASHES", "{}"))
+def input_provenance(context: DatumContext) -> list[dict]:
+    """Each input folder under the datum's pfs_root with its commit and content hash (the engine's if known)."""
+    pfs_root = Path(context.pfs_root)
     inputs = []
     for folder in sorted(p for p in pfs_root.iterdir() if p.is_dir() and p.name != "out") if pfs_root.is_dir() else []:
-        inputs.append({"name": folder.name, "commit": os.environ.get(f"{folder.name}_COMMIT"),
-                       "sha256": known.get(folder.name) or tree_hash(folder)})
+        inputs.append({"name": folder.name, "commit": context.input_commits.get(folder.name),
+                       "sha256": context.input_hashes.get(folder.name) or tree_hash(folder)})
     return inputs
 
 
-def spec_provenance() -> dict | None:
-    """The pipeline spec this run belongs to (by `PPS_PIPELINE_NAME`), with its hash; None by hand."""
-    pipeline = os.environ.get("PPS_PIPELINE_NAME")
+def spec_provenance(pipeline: str) -> dict | None:
+    """The pipeline spec this run belongs to, with its hash; None when the stage is run by hand."""
     if not pipeline:
         return None
     import yaml
@@ -146,7 +149,7 @@ def spec_provenance() -> dict | None:
             "sha256": canonical_hash(yaml.safe_load(path.read_text()))}
 
 
-def collect_provenance(request: StageRequest, parameters: dict, pfs_root: Path) -> dict:
+def collect_provenance(request: StageRequest, parameters: dict, context: DatumContext) -> dict:
     """Everything that made this result, as recorded in the notebook's metadata and scrap."""
     return {
         "stage": request.stage,
@@ -154,15 +157,15 @@ def collect_provenance(request: StageRequest, parameters: dict, pfs_root: Path) 
                      if request.notebook.resolve().is_relative_to(PROJECT) else str(request.notebook),
                      "sha256": hashlib.sha256(request.notebook.read_bytes()).hexdigest()},
         "parameters": parameters,
-        "inputs": input_provenance(request, pfs_root),
-        "spec": spec_provenance(),
+        "inputs": input_provenance(context),
+        "spec": spec_provenance(context.pipeline),
         "git": git_state(PROJECT),
         "environment": environment_fingerprint(),
         "seed": parameters.get("seed"),
-        "profile": os.environ.get("REPROML_PROFILE"),
-        "job_id": os.environ.get("PACH_JOB_ID"),
-        "datum_id": os.environ.get("PACH_DATUM_ID"),
-        "output_commit": os.environ.get("PACH_OUTPUT_COMMIT_ID"),
+        "profile": context.profile or None,
+        "job_id": context.job_id or None,
+        "datum_id": context.datum_id or None,
+        "output_commit": context.output_commit or None,
         "runner": f"reproml {__version__}",
     }
 
@@ -185,42 +188,45 @@ def provenance_cell(provenance: dict):
     return cell
 
 
-def _publish_failed_to_pachyderm(report: Path, repo: str) -> str:
+def _publish_failed_to_pachyderm(report: Path, repo: str, context: DatumContext) -> str:
     """On a cluster, put the failed notebook into `repo` (an errored output commit is unreadable)."""
     import python_pachyderm
 
     client = python_pachyderm.Client.new_in_cluster()
     if repo not in {r.repo.name for r in client.list_repo()}:
         client.create_repo(repo, description="Partially executed notebooks of failed datums.")
-    path = f"/{os.environ.get('PACH_JOB_ID', 'job')}/{os.environ.get('PACH_DATUM_ID', 'datum')}/{report.name}"
+    path = f"/{context.job_id or 'job'}/{context.datum_id or 'datum'}/{report.name}"
     with client.commit(repo, "master") as commit:
         client.put_file_bytes(commit, path, report.read_bytes())
     return f"{repo}@master:{path} (pachctl get file {repo}@master:{path} > failed.ipynb)"
 
 
-def _failed_notebook_home(report: Path) -> str:
+def _failed_notebook_home(report: Path, context: DatumContext) -> str:
     """Keep the partially executed notebook where its user can open it; return where that is.
 
-    Locally the engine sets `REPROML_FAILED_DIR` (under `.reproml/jobs/<job>/failed/`). On a cluster the
-    spec's `REPROML_FAILED_REPO` names a Pachyderm repo that receives it; the log shows the traceback too.
+    Locally the engine names a `failed_dir` (under `.reproml/jobs/<job>/failed/`). On a cluster the spec's
+    `REPROML_FAILED_REPO` names a Pachyderm repo that receives it; the log shows the traceback too.
     """
-    failed_dir = os.environ.get("REPROML_FAILED_DIR")
-    if failed_dir:
-        target = Path(failed_dir) / report.name
+    if context.failed_dir:
+        target = Path(context.failed_dir) / report.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(report, target)
         return str(target)
     repo = os.environ.get("REPROML_FAILED_REPO")
-    if repo and os.environ.get("PACH_JOB_ID"):
+    if repo and context.job_id:
         try:
-            return _publish_failed_to_pachyderm(report, repo)
+            return _publish_failed_to_pachyderm(report, repo, context)
         except Exception as error:  # the stage has failed already: say so rather than hide the first error
             print(f"reproml.stage: could not put the failed notebook into {repo}: {error}", file=sys.stderr)
     return str(report)
 
 
-def run_stage(request: StageRequest, pfs_root: Path | None = None) -> Path:
+def run_stage(request: StageRequest, context: DatumContext | None = None) -> Path:
     """Execute one stage notebook and return the path of the executed notebook.
+
+    Args:
+        request: the notebook, inputs and parameters (the command line).
+        context: the datum (from the engine, else from Pachyderm's environment variables).
 
     Raises:
         StageFailed: the notebook raised; the message names stage, datum and cell.
@@ -229,15 +235,16 @@ def run_stage(request: StageRequest, pfs_root: Path | None = None) -> Path:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    pfs_root = Path(pfs_root or os.environ.get("PFS_ROOT", "/pfs"))
+    context = context or DatumContext.from_environment()
+    pfs_root = Path(context.pfs_root)
     nb = read_notebook(request.notebook)
-    parameters = resolve_parameters(request, declared_parameters(nb), pfs_root)
+    parameters = resolve_parameters(request, declared_parameters(nb), context)
     out = pfs_root / "out"
     out.mkdir(parents=True, exist_ok=True)
     name = (request.report or f"{request.stage}.ipynb").replace("{datum}", datum_name(request, pfs_root))
     report = out / name
     report.parent.mkdir(parents=True, exist_ok=True)
-    provenance = collect_provenance(request, parameters, pfs_root)
+    provenance = collect_provenance(request, parameters, context)
     started = time.time()
     try:
         executed = papermill.execute_notebook(
@@ -245,13 +252,14 @@ def run_stage(request: StageRequest, pfs_root: Path | None = None) -> Path:
             stdout_file=sys.stdout, stderr_file=sys.stderr,  # what cells print reaches the log as it happens
             cwd=str(PROJECT), shutdown_kernel="immediate")
     except PapermillExecutionError as error:
-        kept = _failed_notebook_home(report)
+        kept = _failed_notebook_home(report, context)
         print("\n".join(error.traceback), file=sys.stderr)  # `pachctl logs` shows it on a cluster
-        datum = os.environ.get("PACH_DATUM_ID", datum_name(request, pfs_root))
+        datum = context.datum_id or datum_name(request, pfs_root)
         raise StageFailed(
             f"stage {request.stage!r} failed in cell {error.cell_index} (execution count {error.exec_count}),"
             f" datum {datum}: {error.ename}: {error.evalue}",
-            f"open the partially executed notebook {kept} (the failing cell is marked)") from None
+            f"open the partially executed notebook {kept} (the failing cell is marked)",
+            failed_notebook=kept) from None
     provenance["duration_s"] = round(time.time() - started, 3)
     executed.metadata["reproml"] = {"provenance": provenance}
     position = next((i + 1 for i, c in enumerate(executed.cells) if "parameters" in c.metadata.get("tags", [])
@@ -289,19 +297,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    context = DatumContext()  # until the environment's is read: a bad one is reported, not written back
     try:
         if args.help_notebook:
             for name, (type_name, default, help_text) in declared_parameters(read_notebook(args.notebook)).items():
                 print(f"  {name}: {type_name} = {default}  # {help_text}")
             return 0
+        context = DatumContext.from_environment()
         request = StageRequest(args.notebook, dict(args.inputs), dict(args.commits), dict(args.parameters),
                                args.report)
-        report = run_stage(request)
+        report = run_stage(request, context)
     except ReproError as error:
         print(f"reproml.stage: error: {error}", file=sys.stderr)
+        _answer(context, DatumResult(ok=False, error=error.message, hint=error.hint,
+                                     failed_notebook=getattr(error, "failed_notebook", "")))
         return 1
+    except Exception as error:  # a bug, not a user's mistake: answer the engine, then show the traceback
+        _answer(context, DatumResult(ok=False, error=f"{type(error).__name__}: {error}",
+                                     hint="an unexpected error in the stage runner; the datum's log has the "
+                                          "traceback"))
+        raise
     print(f"reproml.stage: wrote {report}")
+    _answer(context, DatumResult(ok=True, report=str(report)))
     return 0
+
+
+def _answer(context: DatumContext, result: DatumResult) -> None:
+    """Write the result file the engine asked for (none when run by hand or on a cluster)."""
+    if context.result_file:
+        result.write(context.result_file)
 
 
 if __name__ == "__main__":
