@@ -18,7 +18,8 @@
 # **Inputs:** `data_dir`, transform's `test/` split; `model_dir`, calibrate's output (`model.keras`,
 # `calibration.json`).
 #
-# **Outputs:** `evaluation.json` (every headline number, stable key order, fixed float formatting),
+# **Outputs:** `evaluation.json` (every headline number with its 95 % bootstrap interval and the per-image
+# statistics it is drawn from, stable key order, fixed float formatting),
 # `confusion_matrix.png`, `reliability.png`, `predictions.png`, `worst_samples.png`, and the evaluated
 # `model.keras` and `calibration.json`, carried on for the release gate (the store keeps their bytes once).
 
@@ -42,6 +43,8 @@ n_bins: int = 15  # equal-width confidence bins of the expected calibration erro
 n_examples: int = 4  # test images shown with truth and prediction
 n_worst: int = 4  # lowest-IoU test images shown
 batch_size: int = 16  # images per prediction batch
+bootstrap_resamples: int = 1000  # resamples of the test images for the 95 % intervals
+bootstrap_seed: int = 0  # seed of those resamples: the same seed gives the same intervals
 output_dir: str = ""  # where the outputs go (required)
 
 # %% [markdown]
@@ -77,8 +80,13 @@ evaluation = inference.evaluation_record(
     labels=labels,
     class_names=dataset.CLASS_NAMES,
     n_bins=n_bins,
+    bootstrap_resamples=bootstrap_resamples,
+    bootstrap_seed=bootstrap_seed,
 )
 headline = inference.headline_metrics(evaluation)
+ci95 = evaluation["ci95"]
+with_ci = {name: report.with_interval(value, ci95[name], 4 if name.startswith("ece") else 3)
+           for name, value in headline.items()}  # "0.826 [0.801, 0.848]", as the report prints them
 
 # %% [markdown]
 # ## Summary
@@ -93,23 +101,33 @@ temperature {temperature:.3f} (from `calibration.json`).
 **Data:** transform commit `{data_commit or not_recorded}`, test split of {len(ids)} images of
 {images.shape[1]}x{images.shape[2]} pixels.
 
-**Headline:** pixel accuracy **{headline['pixel_accuracy']:.3f}**, mean IoU **{headline['mean_iou']:.3f}**
-(pet {headline['iou_pet']:.3f}), Dice {headline['dice']:.3f}, ECE after calibration {headline['ece']:.4f}
-(before {headline['ece_uncalibrated']:.4f}).
+**Headline** (95 % bootstrap intervals over the {len(ids)} test images in brackets): pixel accuracy
+**{with_ci['pixel_accuracy']}**, mean IoU **{with_ci['mean_iou']}** (pet {with_ci['iou_pet']}), Dice
+{with_ci['dice']}, ECE after calibration {with_ci['ece']} (before {with_ci['ece_uncalibrated']}).
 """))
+
+# %% [markdown]
+# ## How sure are these numbers?
+#
+# A test split of a few dozen images makes every number noisy: one image can move pet IoU by several
+# points. Each interval above is a percentile bootstrap: the test images are drawn with replacement
+# `bootstrap_resamples` times (seed `bootstrap_seed`), each draw is scored like the whole split, and the
+# middle 95 % of the scores is the interval. The image is the unit of resampling because the pixels of
+# one image are not independent. Two models whose intervals overlap may still differ reliably: the
+# release gate compares them on the same images (a paired bootstrap of the difference).
 
 # %% [markdown]
 # ## Per-class overlap
 #
-# IoU and Dice per class on all test pixels together. The border class is a thin ring around the pet
-# and is the hardest: its IoU is where most of the error lives. A class absent from both truth and
-# prediction would show as n/a and is left out of the means.
+# IoU and Dice per class on all test pixels together, each with its 95 % interval. The border class is
+# a thin ring around the pet and is the hardest: its IoU is where most of the error lives. A class absent
+# from both truth and prediction would show as n/a and is left out of the means.
 
 # %%
 display(Markdown(report.markdown_table(
-    ["class", "IoU", "Dice"],
-    [[name, headline[f"iou_{name}"], headline[f"dice_{name}"]] for name in dataset.CLASS_NAMES]
-    + [["mean", headline["mean_iou"], headline["dice"]]],
+    ["class", "IoU [95 % interval]", "Dice [95 % interval]"],
+    [[name, with_ci[f"iou_{name}"], with_ci[f"dice_{name}"]] for name in dataset.CLASS_NAMES]
+    + [["mean", with_ci["mean_iou"], with_ci["dice"]]],
 )))
 
 # %% [markdown]
@@ -168,9 +186,12 @@ plt.show()
 # ## Outputs
 #
 # `evaluation.json` is the machine-readable form of this report, read by the release gate: the commits
-# it came from, then the metrics (per-class values under `iou` and `dice_per_class`), then the
-# confusion matrix. The model and its temperature travel with it, so that a release is made of exactly
-# what was evaluated.
+# it came from, then the metrics (per-class values under `iou` and `dice_per_class`), their intervals
+# under `ci95` (keyed like the scraps: `ci95["iou_pet"]`) with the `bootstrap` settings, the confusion
+# matrix, and last `per_image`: each test image's confusion matrix, confidence-bin sums and NLL sum, from
+# which the intervals recompute exactly and the release gate pairs this model with the current release.
+# Each headline scrap `name` has a sibling scrap `name_ci95` = [low, high]. The model and its temperature
+# travel with it, so that a release is made of exactly what was evaluated.
 
 # %%
 report.write_json(evaluation, out / "evaluation.json")
@@ -178,10 +199,12 @@ for name in ("model.keras", "calibration.json"):
     shutil.copyfile(Path(model_dir) / name, out / name)
 for name, value in headline.items():
     scraps.glue(name, report.finite_or_none(value) if isinstance(value, float) else value)
+for name, interval in inference.headline_intervals(evaluation).items():
+    scraps.glue(name, [report.finite_or_none(bound) for bound in interval])
 scraps.glue("temperature", temperature)
 scraps.glue("n_test_samples", len(ids))
 scraps.glue("model_commit", model_commit)
 scraps.glue("data_commit", data_commit)
 scraps.glue("weights_fingerprint", fingerprint)
 scraps.glue("worst_samples", {ids[i]: report.finite_or_none(sample_iou[i]) for i in worst})
-print(report.dumps_json(evaluation))
+print(report.dumps_json({key: value for key, value in evaluation.items() if key != "per_image"}))

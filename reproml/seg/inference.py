@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from reproml.seg import calibration, metrics
+from reproml.seg import bootstrap, calibration, metrics
 
 # The scalar metrics of evaluation.json that are also scraps (besides per-class IoU and Dice).
 HEADLINE = ("pixel_accuracy", "mean_iou", "dice", "ece", "nll", "ece_uncalibrated", "nll_uncalibrated")
@@ -46,12 +46,19 @@ def evaluation_record(
     labels: np.ndarray,
     class_names: tuple[str, ...],
     n_bins: int = metrics.ECE_BINS,
+    bootstrap_resamples: int = bootstrap.RESAMPLES,
+    bootstrap_seed: int = 0,
 ) -> dict[str, object]:
-    """Every number of evaluation.json, in its file order: provenance, data, metrics, confusion matrix.
+    """Every number of evaluation.json, in its file order: provenance, data, metrics, intervals, matrix.
 
     Segmentation metrics use argmax of the logits (unchanged by temperature); ECE and NLL use the
     calibrated probabilities, with the uncalibrated values alongside. A commit not given is written as
     null (unknown), never as a placeholder.
+
+    Every headline metric has a 95 % bootstrap interval over test images under `ci95`, keyed by the
+    flat names of `headline_metrics` (`ci95["iou_pet"] == [low, high]`); `bootstrap` says how it was
+    drawn, and `per_image` holds the statistics it was drawn from (see `reproml.seg.bootstrap`), so
+    `bootstrap.intervals(bootstrap.stats_from_json(record["per_image"]), ...)` gives the same numbers.
 
     Args:
         calibrate_commit: Commit of calibrate's output (model.keras + calibration.json evaluated here).
@@ -65,12 +72,15 @@ def evaluation_record(
         labels: (N, H, W) class ids.
         class_names: Class names in id order.
         n_bins: ECE bins.
+        bootstrap_resamples: Resamples of the test images drawn for the intervals.
+        bootstrap_seed: Seed of those draws (the same seed gives the same intervals).
 
     Returns:
         The record (write it with report.write_json).
     """
     seg = metrics.segmentation_report(labels, logits.argmax(axis=-1), class_names)
     calib = calibration.calibration_metrics(logits, labels, temperature, n_bins)
+    stats = bootstrap.per_image_stats(logits, labels, temperature, class_names, n_bins)
     return {
         "calibrate_commit": calibrate_commit or None,
         "model_commit": model_commit or None,
@@ -90,10 +100,14 @@ def evaluation_record(
         "ece_uncalibrated": calib["ece_before"],
         "nll_uncalibrated": calib["nll_before"],
         "ece_bins": n_bins,
+        "ci95": bootstrap.intervals(stats, class_names, bootstrap_resamples, bootstrap_seed),
+        "bootstrap": {"method": "percentile", "unit": "test image", "confidence": bootstrap.CONFIDENCE,
+                      "resamples": bootstrap_resamples, "seed": bootstrap_seed},
         "confusion_matrix": {
             "rows_true_columns_predicted": list(class_names),
             "counts": seg["confusion_matrix"].tolist(),
         },
+        "per_image": bootstrap.to_json(stats, sample_ids),
     }
 
 
@@ -103,3 +117,8 @@ def headline_metrics(record: dict[str, object]) -> dict[str, float]:
     flat.update({f"iou_{name}": value for name, value in record["iou"].items()})
     flat.update({f"dice_{name}": value for name, value in record["dice_per_class"].items()})
     return flat
+
+
+def headline_intervals(record: dict[str, object]) -> dict[str, list[float]]:
+    """The 95 % interval of each headline metric, keyed `<name>_ci95` as the scraps are (`iou_pet_ci95`)."""
+    return {f"{name}_ci95": record["ci95"][name] for name in headline_metrics(record)}

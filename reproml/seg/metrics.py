@@ -3,6 +3,9 @@
 Absent classes: when a class occurs neither in the truth nor in the prediction, its IoU and Dice are
 0/0 and reported as NaN, and NaN values are left out of the means (mean IoU, mean Dice). A class that
 is predicted but absent from the truth (or the reverse) scores 0, as it should: that is a real error.
+
+Functions of a confusion matrix also take a stack of them (..., C, C) and return one value per matrix,
+so that the bootstrap (`reproml.seg.bootstrap`) scores a thousand resamples with the same code.
 """
 
 from __future__ import annotations
@@ -33,13 +36,15 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 
     return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def pixel_accuracy(cm: np.ndarray) -> float:
+def pixel_accuracy(cm: np.ndarray) -> float | np.ndarray:
     """Fraction of pixels whose predicted class is the true class (NaN for an empty matrix)."""
-    total = cm.sum()
-    return float(np.trace(cm) / total) if total else float("nan")
+    cm = np.asarray(cm)
+    accuracy = _ratio(np.trace(cm, axis1=-2, axis2=-1).astype(np.float64), cm.sum(axis=(-2, -1)))
+    return float(accuracy) if accuracy.ndim == 0 else accuracy
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    numerator = np.asarray(numerator, dtype=np.float64)
     out = np.full(numerator.shape, np.nan)
     np.divide(numerator, denominator, out=out, where=denominator > 0)
     return out
@@ -47,27 +52,29 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 def per_class_iou(cm: np.ndarray) -> np.ndarray:
     """IoU = TP / (TP + FP + FN) per class; NaN where the class is absent from truth and prediction."""
-    tp = np.diag(cm).astype(np.float64)
-    return _ratio(tp, cm.sum(axis=0) + cm.sum(axis=1) - tp)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
+    return _ratio(tp, cm.sum(axis=-2) + cm.sum(axis=-1) - tp)
 
 
 def per_class_dice(cm: np.ndarray) -> np.ndarray:
     """Dice = 2 TP / (2 TP + FP + FN) per class; NaN where the class is absent from truth and prediction."""
-    tp = np.diag(cm).astype(np.float64)
-    return _ratio(2 * tp, cm.sum(axis=0) + cm.sum(axis=1))
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
+    return _ratio(2 * tp, cm.sum(axis=-2) + cm.sum(axis=-1))
 
 
-def _nanmean(values: np.ndarray) -> float:
-    present = values[~np.isnan(values)]
-    return float(present.mean()) if present.size else float("nan")
+def _nanmean(values: np.ndarray) -> float | np.ndarray:
+    """Mean over the last axis, NaN left out (NaN where every value is NaN), without NumPy's warning."""
+    present = ~np.isnan(values)
+    mean = _ratio(np.where(present, values, 0.0).sum(axis=-1), present.sum(axis=-1))
+    return float(mean) if mean.ndim == 0 else mean
 
 
-def mean_iou(cm: np.ndarray) -> float:
+def mean_iou(cm: np.ndarray) -> float | np.ndarray:
     """Mean of per-class IoU over the classes present in truth or prediction."""
     return _nanmean(per_class_iou(cm))
 
 
-def mean_dice(cm: np.ndarray) -> float:
+def mean_dice(cm: np.ndarray) -> float | np.ndarray:
     """Mean of per-class Dice over the classes present in truth or prediction."""
     return _nanmean(per_class_dice(cm))
 
@@ -119,6 +126,28 @@ def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -
         dict with `edges` (n_bins + 1), and per bin `count`, `confidence` (mean max probability) and
         `accuracy` (fraction correct); the last two are NaN for empty bins.
     """
+    sums = reliability_sums(probs, labels, n_bins)
+    return {
+        "edges": np.linspace(0.0, 1.0, n_bins + 1),
+        "count": sums["count"],
+        "confidence": _ratio(sums["confidence"], sums["count"]),
+        "accuracy": _ratio(sums["correct"], sums["count"]),
+    }
+
+
+def reliability_sums(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Per confidence bin: pixel count, sum of confidences, count of correct pixels (all additive).
+
+    Sums rather than means, so that the bins of several images (or of a bootstrap resample) add up.
+
+    Args:
+        probs: (..., C) probabilities.
+        labels: (...) integer class ids.
+        n_bins: Number of equal-width confidence bins over [0, 1].
+
+    Returns:
+        dict of (n_bins,) arrays: `count` (int64), `confidence` (float64), `correct` (int64).
+    """
     probs = np.asarray(probs).reshape(-1, np.shape(probs)[-1])
     labels = np.asarray(labels).reshape(-1)
     confidence = probs.max(axis=1)
@@ -126,21 +155,27 @@ def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # Bins are (lo, hi]; a confidence of exactly 0 cannot occur (max of a softmax is >= 1/C).
     index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(index, minlength=n_bins).astype(np.int64)
     return {
-        "edges": edges,
-        "count": count,
-        "confidence": _ratio(np.bincount(index, weights=confidence, minlength=n_bins), count),
-        "accuracy": _ratio(np.bincount(index, weights=correct, minlength=n_bins), count),
+        "count": np.bincount(index, minlength=n_bins).astype(np.int64),
+        "confidence": np.bincount(index, weights=confidence, minlength=n_bins),
+        "correct": np.rint(np.bincount(index, weights=correct, minlength=n_bins)).astype(np.int64),
     }
+
+
+def ece_from_sums(count: np.ndarray, confidence: np.ndarray, correct: np.ndarray) -> float | np.ndarray:
+    """ECE from bin sums (..., n_bins): sum over bins of |correct - confidence|, over the pixel count.
+
+    This is the count-weighted mean of |accuracy - confidence|, since count * (accuracy - confidence)
+    = correct - confidence in each bin.
+    """
+    ece = _ratio(np.abs(np.asarray(correct) - np.asarray(confidence)).sum(axis=-1), np.asarray(count).sum(axis=-1))
+    return float(ece) if ece.ndim == 0 else ece
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """ECE: the count-weighted mean of |accuracy - confidence| over equal-width confidence bins."""
-    table = reliability(probs, labels, n_bins)
-    filled = table["count"] > 0
-    gaps = np.abs(table["accuracy"][filled] - table["confidence"][filled])
-    return float((gaps * table["count"][filled]).sum() / table["count"].sum())
+    sums = reliability_sums(probs, labels, n_bins)
+    return ece_from_sums(sums["count"], sums["confidence"], sums["correct"])
 
 
 def segmentation_report(

@@ -174,3 +174,12 @@ def finite_or_none(value: float) -> float | None:
     """value as a float, or None when it is NaN/infinite (JSON and scraps have no NaN)."""
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def with_interval(value: float, interval: Sequence[float] | None, decimals: int = 3) -> str:
+    """`0.826 [0.801, 0.848]`: a value and its confidence interval; n/a for what is not finite."""
+
+    def number(x: float | None) -> str:
+        return f"{float(x):.{decimals}f}" if x is not None and math.isfinite(x) else "n/a"
+
+    return number(value) if interval is None else f"{number(value)} [{number(interval[0])}, {number(interval[1])}]"
