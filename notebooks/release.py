@@ -19,7 +19,8 @@
 # `calibration.json` unless `model_dir` names another folder); the current release, found at `current_release`;
 # on the cluster, the `ml-user` service account's token in `ml_user_dir`.
 #
-# **Outputs:** `release.json` (the decision, the rule and the numbers, always) and, when the model is released,
+# **Outputs:** `release.json` (the decision, the rule, the numbers with their intervals and the paired comparison,
+# always; the model's per-image statistics for the next gate when released) and, when the model is released,
 # `seldondeployment.yaml`, `model.keras` and `calibration.json` in `output_dir`; on the cluster, the
 # SeldonDeployment applied to Kubernetes as the `ml-user` service account.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reproml.serving import release, seldon
+from reproml.serving import pairing, release, seldon
 from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
@@ -41,6 +42,8 @@ min_mean_iou: float = 0.30  # least IoU averaged over pet, background and border
 min_pet_iou: float = 0.25  # least IoU of the pet class (a model that finds no pet scores 0 here)
 max_ece: float = 0.20  # largest expected calibration error after temperature scaling
 tolerance: float = 0.01  # how much worse than the current release a metric may be (absolute, metric units)
+bootstrap_resamples: int = 1000  # resamples of the paired test images for the interval of the difference
+bootstrap_seed: int = 0  # seed of those resamples: the same seed gives the same interval and decision
 current_release: str = "release@master"  # where releases are recorded: a local store ref, or repo@branch on Pachyderm
 serving_image: str = "ghcr.io/reproml/serving:0.1.0"  # the serving image, by exact tag or digest
 namespace: str = "serving"  # Kubernetes namespace of the SeldonDeployment
@@ -54,7 +57,8 @@ output_dir: str = ""  # where release.json and, on release, the manifest and mod
 # ## The candidate
 #
 # The gate looks at four numbers of evaluate's test-split metrics: pixel accuracy, mean IoU and pet IoU (higher
-# is better) and the expected calibration error after temperature scaling (lower is better).
+# is better) and the expected calibration error after temperature scaling (lower is better), each printed with
+# the 95 % bootstrap interval over test images that evaluate recorded.
 
 # %%
 notebook.require(evaluation_dir=evaluation_dir, output_dir=output_dir)
@@ -64,8 +68,9 @@ evaluation = release.read_json(evaluation_dir, "evaluation.json", "evaluate")
 candidate = release.gate_metrics(evaluation, where=str(Path(evaluation_dir) / "evaluation.json"))
 thresholds = release.Thresholds(pixel_accuracy=min_pixel_accuracy, mean_iou=min_mean_iou,
                                 pet_iou=min_pet_iou, ece=max_ece)
+intervals = pairing.candidate_intervals(evaluation)
 for name, value in candidate.items():
-    print(f"{name:15s} {value:.4f}")
+    print(f"{name:15s} {value:.4f}" + (f"  [{intervals[name][0]:.4f}, {intervals[name][1]:.4f}]" if intervals else ""))
 
 # %% [markdown]
 # ## The model served now
@@ -86,12 +91,28 @@ if current is not None:
 # %% [markdown]
 # ## The decision
 #
-# Two rules, in order. **Thresholds**: every metric must reach its threshold. **No regression**: no metric may
-# be worse than the current release's by more than the tolerance. The first rule that fails decides, and the
-# model is then not released; a refusal is a result of the pipeline, not an error.
+# Two rules, in order. **Thresholds**: every metric's point estimate must reach its threshold (the interval is
+# reported beside it). **No regression**: the candidate and the current release are compared on the test images
+# both were evaluated on, as a paired bootstrap of the difference: the images are resampled together, so what
+# is common to both models (hard and easy images) cancels, and a metric counts as worse only when the whole
+# 95 % interval of candidate - current lies beyond the tolerance on the worse side. Twenty or forty test
+# images make each number noisy; comparing point estimates would refuse good models on that noise. When the
+# current release has no per-image statistics, the point estimates are compared and the record says why.
+# The first rule that fails decides, and the model is then not released; a refusal is a result of the
+# pipeline, not an error.
 
 # %%
-decision = release.decide(candidate, current.metrics if current else None, thresholds, tolerance)
+paired = pairing.pair(evaluation, current.record.get("per_image") if current else None,
+                      bootstrap_resamples, bootstrap_seed)
+if current is not None and paired.differences is None:
+    print(f"no paired comparison: {paired.note}")
+elif paired.differences is not None:
+    print(f"paired on {paired.n_images} test images ({bootstrap_resamples} resamples, seed {bootstrap_seed}):")
+    for name, found in paired.differences.items():
+        low, high = found["ci95"]
+        print(f"  {name:15s} candidate - current {found['difference']:+.4f}  [{low:+.4f}, {high:+.4f}]")
+decision = release.decide(candidate, current.metrics if current else None, thresholds, tolerance,
+                          intervals=intervals, differences=paired.differences)
 print(f"released: {decision.released}; rule: {decision.rule}; {decision.reason}")
 scraps.glue("released", decision.released)
 scraps.glue("rule", decision.rule)
@@ -104,7 +125,10 @@ scraps.glue("thresholds", {"pixel_accuracy": min_pixel_accuracy, "mean_iou": min
 names = list(candidate)
 x = np.arange(len(names))
 fig, ax = plt.subplots(figsize=(7, 3.5))
-ax.bar(x - 0.2, [candidate[n] for n in names], 0.4, label="candidate")
+# Error bars from the interval (clipped at 0: a percentile interval need not hold its point estimate).
+errors = None if intervals is None else np.clip([[candidate[n] - intervals[n][0] for n in names],
+                                                 [intervals[n][1] - candidate[n] for n in names]], 0, None)
+ax.bar(x - 0.2, [candidate[n] for n in names], 0.4, yerr=errors, capsize=3, label="candidate (95 % interval)")
 if current is not None:
     ax.bar(x + 0.2, [current.metrics[n] for n in names], 0.4, label="current release")
 ax.scatter(x, [getattr(thresholds, n) for n in names], marker="_", s=900, color="black", label="threshold")
@@ -132,7 +156,8 @@ if decision.released:
     manifest_yaml = seldon.to_yaml(manifest)
     print(manifest_yaml)
 record = release.release_record(decision, thresholds, tolerance, provenance, current, serving_image,
-                                deployment_name if decision.released else None, release_commit=commit)
+                                deployment_name if decision.released else None, release_commit=commit,
+                                pairing=paired.to_json() if current else None, per_image=evaluation.get("per_image"))
 written = release.write_outputs(output_dir, record, manifest_yaml, model_dir)
 print("wrote", ", ".join(written))
 scraps.glue("release_provenance", provenance or {})  # `provenance` is the runner's scrap of this job

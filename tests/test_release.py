@@ -118,13 +118,13 @@ def test_provenance_follows_the_store_upstream(tmp_path):
         release.resolve_provenance({}, calibration, ids["evaluate"], None)
 
 
-def _run_release(tmp_path: Path, name: str, metrics: dict, monkeypatch) -> tuple[dict, Path]:
+def _run_release(tmp_path: Path, name: str, metrics: dict, monkeypatch, **evaluation) -> tuple[dict, Path]:
     import jupytext
     import papermill
     import scrapbook
 
-    evaluation_dir = evaluate_output(tmp_path / f"{name}-evaluate", metrics, transform_commit="d" * 32,
-                                     calibrate_commit="e" * 32)
+    evaluation_dir = evaluate_output(tmp_path / f"{name}-evaluate", metrics,
+                                     **{**evaluation, "transform_commit": "d" * 32, "calibrate_commit": "e" * 32})
     output_dir = tmp_path / f"{name}-out"
     monkeypatch.setenv("PACH_OUTPUT_COMMIT_ID", "9" * 32)
     executed = tmp_path / f"{name}.ipynb"
@@ -158,3 +158,24 @@ def test_release_notebook_releases_a_better_model_and_not_a_worse_one(tmp_path, 
     assert record["released"] is False and record["reason"] == scraps["reason"]
     assert record["current_release"]["commit"] == commit.id
     assert sorted(p.name for p in out.iterdir()) == ["release.json"]
+
+
+def test_release_notebook_pairs_the_candidate_with_the_release_on_the_same_images(tmp_path, monkeypatch):
+    from test_release_paired import _evaluation
+
+    monkeypatch.setenv("REPROML_STORE", str(tmp_path / "store"))
+    first = _evaluation([10] * 20)
+    scraps, out = _run_release(tmp_path, "first", release.gate_metrics(first), monkeypatch, **first)
+    assert scraps["released"] and json.loads((out / "release.json").read_text())["per_image"] == first["per_image"]
+    store = Store.open(tmp_path / "store")
+    store.create_repo("release")
+    with store.commit("release") as commit:
+        commit.put_dir(out)
+    # Worse on average by more than the tolerance, better on half the images: noise, not a regression.
+    noisy = _evaluation([0, 30] * 10)
+    scraps, out = _run_release(tmp_path, "noisy", release.gate_metrics(noisy), monkeypatch, **noisy)
+    record = json.loads((out / "release.json").read_text())
+    assert (scraps["released"], scraps["rule"]) == (True, "not_worse"), scraps["reason"]
+    assert record["comparison"]["method"] == "paired_bootstrap" and record["comparison"]["n_images"] == 20
+    low, high = record["comparison"]["differences"]["pixel_accuracy"]["ci95"]
+    assert low < -0.01 < high and record["intervals"]["pet_iou"] == noisy["ci95"]["iou_pet"]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from reproml.seg import bootstrap, calibration, metrics
+
+if TYPE_CHECKING:  # Keras (TensorFlow) is imported only to load a model: the records and metrics do not need it
+    import keras
 
 # The scalar metrics of evaluation.json that are also scraps (besides per-class IoU and Dice).
 HEADLINE = ("pixel_accuracy", "mean_iou", "dice", "ece", "nll", "ece_uncalibrated", "nll_uncalibrated")
@@ -15,6 +18,8 @@ HEADLINE = ("pixel_accuracy", "mean_iou", "dice", "ece", "nll", "ece_uncalibrate
 
 def load_model(path: str | Path) -> keras.Model:
     """Load a `.keras` model for inference (no optimizer state, no compile)."""
+    import keras
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found; expected the model.keras written by train/model")

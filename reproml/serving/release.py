@@ -1,7 +1,9 @@
 """The release gate: which evaluated model may be served, the record of that decision, and its provenance.
 
 The gate is a pure function of numbers (`decide`), so that its rules read as one table and are tested as
-one. Around it: reading the metrics the gate looks at, finding the model released now, and collecting the
+one. Thresholds apply to the point estimates; the no-regression rule, when both models carry per-image
+statistics, is a paired bootstrap of the difference on the same test images (`reproml.serving.pairing`
+computes it), so that noise of a few dozen test images is not taken for a regression. Around it: reading the metrics the gate looks at, finding the model released now, and collecting the
 commits a release traces back to. The SeldonDeployment that serves a release is built in `reproml.serving.seldon`.
 """
 
@@ -27,6 +29,15 @@ GATED: dict[str, tuple[Callable[[Mapping], float], bool]] = {
     "mean_iou": (lambda e: e["mean_iou"], True),
     "pet_iou": (lambda e: e["iou"]["pet"], True),
     "ece": (lambda e: e["ece"], False),
+}
+# The name of each gated metric among evaluate's headline metrics (the keys of evaluation.json's ci95).
+HEADLINE_NAME = {"pixel_accuracy": "pixel_accuracy", "mean_iou": "mean_iou", "pet_iou": "iou_pet", "ece": "ece"}
+# How the no-regression rule compared, as release.json records it.
+COMPARISONS = {
+    "paired_bootstrap": "worse only when the 95 % paired-bootstrap interval of candidate - current on the same "
+                        "test images lies entirely beyond the tolerance on the worse side",
+    "point_estimate": "worse when the point estimate is worse than the current release's by more than the "
+                      "tolerance (no per-image statistics to pair)",
 }
 
 
@@ -57,6 +68,10 @@ class Decision:
         reason: one sentence with the numbers, for the report and release.json.
         candidate: the candidate's gated metrics.
         current: the current release's gated metrics, or None.
+        comparison: how the no-regression rule compared (a key of `COMPARISONS`), "" when it did not run.
+        intervals: the candidate's 95 % intervals of the gated metrics, when evaluate recorded them.
+        differences: the paired comparison, `{name: {"difference": d, "ci95": [low, high]}}` of candidate
+            minus current, when it was made.
     """
 
     released: bool
@@ -65,6 +80,9 @@ class Decision:
     reason: str
     candidate: dict[str, float]
     current: dict[str, float] | None
+    comparison: str = ""
+    intervals: dict[str, list[float]] | None = None
+    differences: dict[str, dict] | None = None
 
     def to_json(self) -> dict:
         """The decision as plain JSON values."""
@@ -94,36 +112,66 @@ def gate_metrics(evaluation: Mapping, where: str = "evaluation.json") -> dict[st
 
 
 def decide(candidate: Mapping[str, float], current: Mapping[str, float] | None, thresholds: Thresholds,
-           tolerance: float) -> Decision:
+           tolerance: float, intervals: Mapping[str, list[float]] | None = None,
+           differences: Mapping[str, Mapping] | None = None) -> Decision:
     """Apply the gate: thresholds first, then no regression against the current release.
 
     Args:
         candidate: the candidate's gated metrics (`gate_metrics`).
         current: the current release's gated metrics, or None when nothing is released.
-        thresholds: the minimum (maximum for ECE) each metric must reach.
+        thresholds: the minimum (maximum for ECE) each metric must reach, applied to the point estimate.
         tolerance: how much worse than the current release (absolute, in the metric's units) a metric
             may be and still not count as a regression.
+        intervals: the candidate's 95 % interval of each gated metric, reported beside the thresholds.
+        differences: the paired bootstrap of candidate minus current on the same test images,
+            `{name: {"difference": d, "ci95": [low, high]}}`. Given, a metric is worse only when its whole
+            interval lies beyond the tolerance on the worse side; None, the point estimates are compared.
 
     Returns:
         The decision; the first failing rule, in the order of `GATED`, decides a refusal.
     """
     candidate, current = dict(candidate), (dict(current) if current is not None else None)
+    intervals = {name: list(intervals[name]) for name in GATED} if intervals else None
+    differences = {name: dict(differences[name]) for name in GATED} if differences and current else None
+    found = {"intervals": intervals, "differences": differences}
+
+    def shown(name: str) -> str:
+        return "" if intervals is None else f" (95 % interval [{intervals[name][0]:.4f}, {intervals[name][1]:.4f}])"
+
     for name in GATED:
         if not thresholds.passes(name, candidate[name]):
             relation = "below the minimum" if GATED[name][1] else "above the maximum"
-            return Decision(False, "threshold", name, f"{name} {candidate[name]:.4f} is {relation} "
-                            f"{getattr(thresholds, name):.4f}", candidate, current)
+            return Decision(False, "threshold", name, f"{name} {candidate[name]:.4f}{shown(name)} is {relation} "
+                            f"{getattr(thresholds, name):.4f}", candidate, current, **found)
     if current is None:
         return Decision(True, "first_release", "", "passes every threshold and nothing is released yet",
-                        candidate, current)
+                        candidate, current, **found)
+    if differences is not None:
+        return _paired_rule(candidate, current, tolerance, found)
     for name, (_, higher_is_better) in GATED.items():
         worse_by = (current[name] - candidate[name]) if higher_is_better else (candidate[name] - current[name])
         if worse_by > tolerance:
             return Decision(False, "regression", name, f"{name} {candidate[name]:.4f} is worse than the "
                             f"current release's {current[name]:.4f} by {worse_by:.4f}, more than the "
-                            f"tolerance {tolerance:.4f}", candidate, current)
+                            f"tolerance {tolerance:.4f}", candidate, current, "point_estimate", **found)
     return Decision(True, "not_worse", "", f"passes every threshold and no metric is worse than the current "
-                    f"release's by more than {tolerance:.4f}", candidate, current)
+                    f"release's by more than {tolerance:.4f}", candidate, current, "point_estimate", **found)
+
+
+def _paired_rule(candidate: dict, current: dict, tolerance: float, found: dict) -> Decision:
+    """No regression, paired: worse only when the interval of the difference lies beyond the tolerance."""
+    for name, (_, higher_is_better) in GATED.items():
+        difference, (low, high) = found["differences"][name]["difference"], found["differences"][name]["ci95"]
+        # Orient the interval so that below zero is worse (for ECE, a positive difference is worse).
+        best_case = high if higher_is_better else -low
+        if best_case < -tolerance:
+            return Decision(False, "regression", name, f"{name} is worse than the current release's on the same "
+                            f"test images: candidate - current = {difference:+.4f}, 95 % paired interval "
+                            f"[{low:+.4f}, {high:+.4f}], all of it worse than the tolerance {tolerance:.4f}",
+                            candidate, current, "paired_bootstrap", **found)
+    return Decision(True, "not_worse", "", f"passes every threshold and no metric's 95 % paired interval of "
+                    f"candidate - current lies entirely beyond the tolerance {tolerance:.4f} on the worse side",
+                    candidate, current, "paired_bootstrap", **found)
 
 
 def read_json(folder: str | Path, name: str, stage: str) -> dict:
@@ -268,8 +316,26 @@ def _upstream_commits(store, ref: str) -> dict[str, str]:
 
 def release_record(decision: Decision, thresholds: Thresholds, tolerance: float, provenance: dict | None,
                    current: CurrentRelease | None, serving_image: str, deployment: str | None,
-                   release_commit: str = "") -> dict:
-    """The content of release.json: the decision, the numbers, what is released and where it comes from."""
+                   release_commit: str = "", pairing: dict | None = None, per_image: dict | None = None) -> dict:
+    """The content of release.json: the decision, the numbers, what is released and where it comes from.
+
+    Args:
+        decision: the gate's decision.
+        thresholds: the thresholds it applied.
+        tolerance: the no-regression tolerance.
+        provenance: `resolve_provenance` of a release, None for a refusal.
+        current: the release the candidate was compared with, or None.
+        serving_image: the image that serves a release.
+        deployment: the SeldonDeployment's name, None for a refusal.
+        release_commit: the commit this record is written into.
+        pairing: how the candidate was paired with the current release (`Pairing.to_json`), or None.
+        per_image: the candidate's per-image statistics (evaluation.json's `per_image`); kept for a
+            release, so that the next candidate is paired with it on the same test images.
+    """
+    comparison = None
+    if decision.comparison:
+        comparison = {"method": decision.comparison, "rule": COMPARISONS[decision.comparison],
+                      "differences": decision.differences, **(pairing or {})}
     return {
         "released": decision.released,
         "release_commit": release_commit or None,
@@ -277,6 +343,8 @@ def release_record(decision: Decision, thresholds: Thresholds, tolerance: float,
         "metric": decision.metric,
         "reason": decision.reason,
         "metrics": decision.candidate,
+        "intervals": decision.intervals,
+        "comparison": comparison,
         "current_release": None if current is None else {"commit": current.commit, "metrics": current.metrics},
         "thresholds": asdict(thresholds),
         "tolerance": tolerance,
@@ -284,6 +352,7 @@ def release_record(decision: Decision, thresholds: Thresholds, tolerance: float,
         "serving_image": serving_image if decision.released else None,
         "deployment": deployment,
         "model_files": list(MODEL_FILES) if decision.released else [],
+        "per_image": per_image if decision.released else None,
     }
 
 
