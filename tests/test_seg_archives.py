@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reproml.seg.archives import ArchiveError, Limits, extract, iter_members, safe_member_name, write_tar_gz
+from reproml.seg.archives import ArchiveError, Limits, extract, iter_members, write_tar_gz
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
@@ -49,16 +49,16 @@ def test_write_tar_gz_is_byte_identical_for_equal_members(tmp_path):
 @pytest.mark.parametrize(
     ("member", "words"),
     [
-        (("../evil", b"x"), "'..'"),
-        (("images/../../evil", b"x"), "'..'"),
-        (("/etc/evil", b"x"), "absolute"),
-        ((link("images/escape", "../../etc/passwd"), "symbolic link to '../../etc/passwd'")),
-        ((link("images/inside", "images/a.jpg"), "symbolic link")),
-        ((link("images/hard", "/etc/passwd", tarfile.LNKTYPE), "hard link")),
-        ((link("dev", "", tarfile.CHRTYPE), "device")),
-        ((link("fifo", "", tarfile.FIFOTYPE), "FIFO")),
+        (("../evil", b"x"), "'data' filter"),
+        (("images/../../evil", b"x"), "'data' filter"),
+        ((link("images/escape", "../../etc/passwd"), "'data' filter")),
+        ((link("images/inside", "images/a.jpg"), "link to 'images/a.jpg'")),
+        ((link("images/hard", "/etc/passwd", tarfile.LNKTYPE), "'data' filter")),
+        ((link("images/hard-in", "images/a.jpg", tarfile.LNKTYPE), "link to 'images/a.jpg'")),
+        ((link("dev", "", tarfile.CHRTYPE), "special file")),
+        ((link("fifo", "", tarfile.FIFOTYPE), "special file")),
     ],
-    ids=["dotdot", "nested-dotdot", "absolute", "symlink-out", "symlink-in", "hardlink", "device", "fifo"],
+    ids=["dotdot", "nested-dotdot", "symlink-out", "symlink-in", "hardlink", "hardlink-in", "device", "fifo"],
 )
 def test_unsafe_members_are_refused_and_nothing_escapes(tmp_path, member, words):
     archive = make_tar(tmp_path / "bad.tar.gz", [("images/a.jpg", b"fine"), member])
@@ -71,10 +71,11 @@ def test_unsafe_members_are_refused_and_nothing_escapes(tmp_path, member, words)
     assert not any(path.is_symlink() for path in tmp_path.rglob("*"))
 
 
-@pytest.mark.parametrize("name", ["", ".", "C:evil", "a\\..\\b"])
-def test_odd_member_names_are_refused(name):
-    with pytest.raises(ValueError):
-        safe_member_name(name)
+def test_absolute_names_stay_under_the_target_as_tar_does(tmp_path):
+    # tar's `data` filter (and `tar -x`) strip the leading slash instead of writing outside the target.
+    archive = make_tar(tmp_path / "abs.tar.gz", [("/etc/evil", b"x"), ("./images/a.jpg", b"A")])
+    assert extract(archive, tmp_path / "target") == ["etc/evil", "images/a.jpg"]
+    assert (tmp_path / "target" / "etc" / "evil").read_bytes() == b"x"
 
 
 def test_duplicate_member_is_refused(tmp_path):
@@ -102,14 +103,14 @@ def test_truncated_archive_names_the_archive(tmp_path):
     write_tar_gz(whole, [(f"f{i}", bytes(range(256)) * 200) for i in range(5)])
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(ArchiveError, match="cut.tar.gz is truncated or corrupt"):
+    with pytest.raises(ArchiveError, match=r"cut.tar.gz, at tar offset \d+ .*unexpected end of file"):
         list(iter_members(cut))
 
 
 def test_not_gzip_and_missing_archive(tmp_path):
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"this is not a gzip file at all")
-    with pytest.raises(ArchiveError, match="garbage.tar.gz is truncated or corrupt"):
+    with pytest.raises(ArchiveError, match="garbage.tar.gz is not a readable .tar.gz: gzip -t would say 'not in gzip format'"):
         list(iter_members(garbage))
     with pytest.raises(ArchiveError, match="does not exist"):
         list(iter_members(tmp_path / "absent.tar.gz"))

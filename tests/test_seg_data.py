@@ -253,7 +253,7 @@ def test_warehouse_stops_on_a_truncated_or_oversized_archive(tmp_path, synthetic
     (cut / "annotations.tar.gz").write_bytes((synthetic_dir / "annotations.tar.gz").read_bytes())
     whole = (synthetic_dir / "images.tar.gz").read_bytes()
     (cut / "images.tar.gz").write_bytes(whole[: len(whole) * 2 // 3])
-    with pytest.raises(ArchiveError, match=r"cut/images.tar.gz is truncated or corrupt"):
+    with pytest.raises(ArchiveError, match=r"cut/images.tar.gz, at tar offset .*unexpected end of file"):
         warehouse.build(cut, tmp_path / "out")
     with pytest.raises(ArchiveError, match="over max_member_bytes=100"):
         warehouse.build(synthetic_dir, tmp_path / "out2", limits=Limits(max_member_bytes=100))

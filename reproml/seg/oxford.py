@@ -9,6 +9,7 @@ macOS `._*` resource files, which are not samples.
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ ANNOTATIONS_ARCHIVE = "annotations.tar.gz"
 LIST_MEMBER = "annotations/list.txt"
 TRIMAP_PREFIX = "annotations/trimaps/"
 IMAGE_PREFIX = "images/"
+# Trimaps wait in memory for their image up to this many bytes, the rest in a temporary folder: the real
+# annotations hold about 50 MB of trimaps, and a valid-looking archive of a few huge ones must not take
+# more memory than the warehouse spec requests (2Gi), whatever max_total_bytes allows.
+DEFAULT_MAX_HELD_BYTES = 256 * 2**20
 
 # Reason codes of rejected samples, with what each means (rejects.json carries the code and a detail).
 REASONS = {
@@ -153,43 +158,73 @@ def _sample_name(member: str, prefix: str, suffix: str) -> str | None:
     return name
 
 
-def iter_samples(archive_dir: str | Path, limits: Limits | None = None) -> Iterator[Sample]:
+class _Shelf:
+    """Trimaps by sample id: in memory up to `max_held_bytes`, then in files under a temporary folder."""
+
+    def __init__(self, folder: Path, max_held_bytes: int):
+        self.folder = folder
+        self.budget = max_held_bytes
+        self.held: dict[str, bytes] = {}
+        self.spilled: dict[str, Path] = {}
+
+    def put(self, name: str, content: bytes) -> None:
+        if len(content) <= self.budget:
+            self.held[name] = content
+            self.budget -= len(content)
+        else:
+            path = self.folder / f"{len(self.spilled)}.png"  # ids are never file names: they come from outside
+            path.write_bytes(content)
+            self.spilled[name] = path
+
+    def pop(self, name: str) -> bytes | None:
+        if name in self.held:
+            content = self.held.pop(name)
+            self.budget += len(content)
+            return content
+        path = self.spilled.pop(name, None)
+        return path.read_bytes() if path is not None else None
+
+
+def iter_samples(archive_dir: str | Path, limits: Limits | None = None,
+                 max_held_bytes: int = DEFAULT_MAX_HELD_BYTES) -> Iterator[Sample]:
     """Read the samples of the two Oxford archives in `archive_dir`.
 
     The annotations archive (small) is read first; the images archive is then streamed, so memory
-    holds the trimaps and one image at a time.
+    holds at most `max_held_bytes` of trimaps (the rest wait in a temporary folder) and one image.
 
     Args:
         archive_dir: folder with `images.tar.gz` and `annotations.tar.gz`.
         limits: size limits applied to each archive.
+        max_held_bytes: how many bytes of trimaps may wait in memory for their image.
 
     Returns:
         Samples: first every image in archive order, then, sorted, the listed ids without an image.
 
     Raises:
-        ArchiveError: an archive is unsafe, truncated, or the annotations have no list.txt.
+        ArchiveError: an archive is unsafe, damaged, or the annotations have no list.txt.
         ValueError: list.txt is malformed.
     """
     archive_dir = Path(archive_dir)
     annotations = archive_dir / ANNOTATIONS_ARCHIVE
     entries: dict[str, Entry] | None = None
-    trimaps: dict[str, bytes] = {}
-    for member, content in iter_members(annotations, limits):
-        if member == LIST_MEMBER:
-            entries = parse_list(content.decode("utf-8"), where=f"{annotations}:{LIST_MEMBER}")
-        elif (name := _sample_name(member, TRIMAP_PREFIX, ".png")) is not None:
-            trimaps[name] = content
-    if entries is None:
-        raise ArchiveError(f"archive {annotations} has no {LIST_MEMBER}; is it the Oxford-IIIT Pet "
-                           "annotations.tar.gz?")
-    seen: set[str] = set()
-    for member, content in iter_members(archive_dir / IMAGES_ARCHIVE, limits):
-        name = _sample_name(member, IMAGE_PREFIX, ".jpg")
-        if name is not None:
-            seen.add(name)
-            yield Sample(name, content, trimaps.get(name), entries.get(name))
-    for name in sorted(set(entries) - seen):
-        yield Sample(name, None, trimaps.get(name), entries[name])
+    with tempfile.TemporaryDirectory(prefix="reproml-trimaps-") as spill:
+        trimaps = _Shelf(Path(spill), max_held_bytes)
+        for member, content in iter_members(annotations, limits):
+            if member == LIST_MEMBER:
+                entries = parse_list(content.decode("utf-8"), where=f"{annotations}:{LIST_MEMBER}")
+            elif (name := _sample_name(member, TRIMAP_PREFIX, ".png")) is not None:
+                trimaps.put(name, content)
+        if entries is None:
+            raise ArchiveError(f"archive {annotations} has no {LIST_MEMBER}; is it the Oxford-IIIT Pet "
+                               "annotations.tar.gz?")
+        seen: set[str] = set()
+        for member, content in iter_members(archive_dir / IMAGES_ARCHIVE, limits):
+            name = _sample_name(member, IMAGE_PREFIX, ".jpg")
+            if name is not None:
+                seen.add(name)
+                yield Sample(name, content, trimaps.pop(name), entries.get(name))
+        for name in sorted(set(entries) - seen):
+            yield Sample(name, None, trimaps.pop(name), entries[name])
 
 
 def _decode(data: bytes) -> Image.Image:

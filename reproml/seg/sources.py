@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from reproml.seg import synthetic
+from reproml.seg import archives, synthetic
 from reproml.seg.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE
 
 OXFORD_BASE_URL = "https://thor.robots.ox.ac.uk/datasets/pets/"
@@ -131,6 +131,8 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
         ValueError: the source string is not a valid form.
         FileNotFoundError: a folder source lacks one of the archives.
         OSError: a download failed.
+        ArchiveError: an archive is damaged or unsafe; it is left in `output_dir` without a source.json,
+            so nothing downstream takes it for good data.
     """
     if "+" in source:
         return _fetch_combined(source, Path(output_dir), seed, progress)
@@ -158,6 +160,10 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
     else:
         for name in ARCHIVES:
             _download(parsed.location + name, output_dir / name, progress)
+    if parsed.kind in ("folder", "url", "oxford"):
+        # Bytes from outside are read whole once here, so damage fails the stream stage, not a later one.
+        for name in ARCHIVES:
+            archives.check(output_dir / name)
     info["archives"] = {name: describe_archive(output_dir / name) for name in ARCHIVES}
     (output_dir / "source.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from reproml.seg.archives import Limits
-from reproml.seg.oxford import Accepted, Reject, encode_mask, iter_samples, validate
+from reproml.seg.oxford import DEFAULT_MAX_HELD_BYTES, Accepted, Reject, encode_mask, iter_samples, validate
 
 SHARD_PREFIX = "shard-"
 
@@ -59,8 +59,8 @@ def load_sample(folder: str | Path) -> tuple[Image.Image, np.ndarray, dict]:
     return image, mask, json.loads((folder / "metadata.json").read_text())
 
 
-def build(archive_dir: str | Path, output_dir: str | Path, n_shards: int = 16,
-          limits: Limits | None = None) -> tuple[dict, list[dict[str, str]]]:
+def build(archive_dir: str | Path, output_dir: str | Path, n_shards: int = 16, limits: Limits | None = None,
+          max_held_bytes: int = DEFAULT_MAX_HELD_BYTES) -> tuple[dict, list[dict[str, str]]]:
     """Unpack, validate and shard the samples of the two archives in `archive_dir`.
 
     Args:
@@ -68,6 +68,7 @@ def build(archive_dir: str | Path, output_dir: str | Path, n_shards: int = 16,
         output_dir: where the shard folders, `rejects.json` and `summary.json` go.
         n_shards: number of shards; a sample goes to `shard_of(id, n_shards)`.
         limits: size limits for each archive.
+        max_held_bytes: how many bytes of trimaps may wait in memory for their image (see `iter_samples`).
 
     Returns:
         `(summary, rejects)`: the content of summary.json (`samples`, `rejected`, `rejects_by_reason`,
@@ -86,7 +87,7 @@ def build(archive_dir: str | Path, output_dir: str | Path, n_shards: int = 16,
     breeds: Counter[str] = Counter()
     species: Counter[str] = Counter()
     shards: Counter[str] = Counter()
-    for sample in iter_samples(archive_dir, limits):
+    for sample in iter_samples(archive_dir, limits, max_held_bytes):
         result = validate(sample)
         if isinstance(result, Reject):
             rejects.append(result)
