@@ -1,12 +1,12 @@
 """The local engine: runs the pipelines of `pachyderm/` against the local store, as pachd would.
 
 For each pipeline in DAG order it reads its inputs' branch heads, splits them into datums, skips
-datums whose inputs, transform and code are unchanged (reusing their outputs), runs the others as
-subprocesses with Pachyderm's environment, and merges their outputs into one output commit that
-becomes visible only when every datum succeeded.
+datums whose cache key is unchanged (`reproml.pps.cachekey`: inputs, notebook, package, parameters,
+env, image), reusing their outputs, runs the others as subprocesses with Pachyderm's environment plus one
+`reproml.stage.contract.DatumContext`, and merges their outputs into one output commit that becomes
+visible only when every datum succeeded.
 """
 
-import hashlib
 import json
 import os
 import shlex
@@ -22,15 +22,13 @@ import yaml
 
 from reproml.errors import InvalidSpec, JobFailed, ReproError
 from reproml.pfs import CommitRef, FileInfo, Store
+from reproml.pps.cachekey import datum_keys, named_paths, package_fingerprint
 from reproml.pps.datums import Datum, compute_datums
 from reproml.pps.jobs import Jobs
 from reproml.pps.spec import PipelineSpec, load_specs, topological_order, upstream_closure
-from reproml.provenance import canonical_hash, tree_hash
+from reproml.provenance import canonical_hash
 from reproml.stage.contract import ENV_VAR as DATUM_ENV_VAR
 from reproml.stage.contract import DatumContext, DatumResult
-
-# Code whose change changes what a stage computes: it is part of every datum's cache key.
-CODE_FILES = ("reproml/stage", "reproml/seg")
 
 
 @dataclass
@@ -86,13 +84,8 @@ class Engine:
         self.specs = load_specs(self.project / "pachyderm")
         self.jobs = Jobs(store)
         self.progress = progress
-        self._code = self._code_fingerprint()
+        self._code = ""  # the package's fingerprint, taken once at the start of each run
 
-    def _code_fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for entry in CODE_FILES:
-            digest.update(f"{entry}\0{tree_hash(self.project / entry)}\n".encode())
-        return digest.hexdigest()
 
     def overrides(self, profile: str | None, params: dict[str, dict]) -> dict[str, dict]:
         """Profile values, then command-line values, per pipeline; unknown pipelines are an error."""
@@ -125,23 +118,11 @@ class Engine:
             raise ReproError(f"pipeline {spec.name!r}: {notebook} has no parameter {', '.join(unknown)}",
                              f"valid parameters: {', '.join(declared)}")
 
-    def _path_fingerprints(self, cmd: list[str]) -> dict[str, str]:
-        """Content hashes of parameter values that name local files or folders (e.g. a data source)."""
-        found = {}
-        for flag, name, value in zip(cmd, cmd[1:], cmd[2:], strict=False):
-            if flag != "-p":
-                continue
-            path = Path(value.removeprefix("file://"))
-            if not path.is_absolute():
-                path = self.project / path
-            if value and path.exists():
-                found[name] = tree_hash(path)
-        return found
-
     def run(self, until: str | None = None, profile: str | None = None,
             params: dict[str, dict] | None = None) -> RunResult:
         """Run every pipeline (or those `until` needs) in DAG order; stop at the first failure."""
         overrides = self.overrides(profile, params or {})
+        self._code = package_fingerprint()
         wanted = upstream_closure(self.specs, until) if until else set(self.specs)
         order = [name for name in topological_order(self.specs) if name in wanted]
         for name in order:
@@ -176,7 +157,7 @@ class Engine:
             heads[repo] = CommitRef(repo, head)
         cmd = self.command(spec, values)
         datums = compute_datums(spec.input, heads, self.store.list_files)
-        keys = self._datum_keys(spec, cmd, datums)
+        keys = self._datum_keys(spec, cmd, datums, profile)
         cached = [self.jobs.cached(k) for k in keys]
         provenance = sorted(set(heads.values()), key=lambda c: c.repo)
         if all(c is not None for c in cached) and self._matches_head(spec.name, cached, provenance):
@@ -191,17 +172,17 @@ class Engine:
 
         This is how `reproduce` re-executes a recorded job; the caller holds the store's run lock.
         """
+        self._code = package_fingerprint()
         datums = compute_datums(spec.input, heads, self.store.list_files)
-        keys = self._datum_keys(spec, cmd, datums)
+        keys = self._datum_keys(spec, cmd, datums, profile)
         provenance = sorted(set(heads.values()), key=lambda c: c.repo)
         return self._run_job(spec, datums, keys, [None] * len(datums), cmd, provenance, profile, time.time(),
                              branch=branch, note=note, remember=False)
 
-    def _datum_keys(self, spec: PipelineSpec, cmd: list[str], datums: list[Datum]) -> list[str]:
-        """Each datum's cache key: its input contents, the effective command, environment, image and code."""
-        base_key = {"cmd": cmd, "env": spec.env, "image": spec.raw["transform"].get("image"),
-                    "code": self._code, "paths": self._path_fingerprints(cmd)}
-        return [canonical_hash({**base_key, "datum": d.id}) for d in datums]
+    def _datum_keys(self, spec: PipelineSpec, cmd: list[str], datums: list[Datum], profile: str | None) -> list[str]:
+        """Each datum's cache key (see `reproml.pps.cachekey`)."""
+        return datum_keys([d.id for d in datums], cmd, spec.env, spec.raw["transform"].get("image"), profile,
+                          self._code, named_paths(cmd, self.project))
 
     def _matches_head(self, repo: str, cached: list, provenance: list[CommitRef]) -> bool:
         head = self.store.branch_head(repo)
