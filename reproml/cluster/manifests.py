@@ -253,7 +253,7 @@ def spec_files(root: Path) -> list[Path]:
 
 
 def validate_all(root: Path) -> list[str]:
-    """Check every pipeline spec, overlay and manifest of the repository offline.
+    """Check every pipeline spec, overlay and manifest of the repository offline, schemas and runtime rules.
 
     Args:
         root: the repository root.
@@ -261,9 +261,9 @@ def validate_all(root: Path) -> list[str]:
     Returns:
         Every problem found, one line each; empty when all is valid.
     """
-    from reproml.cluster import (
-        specs as cluster_specs,  # overlays live with the cluster bridge; it imports this module
-    )
+    # Overlays live with the cluster bridge and the runtime rules in their own module; both import this one.
+    from reproml.cluster import rules
+    from reproml.cluster import specs as cluster_specs
 
     root = Path(root)
     errors: list[str] = []
@@ -283,7 +283,7 @@ def validate_all(root: Path) -> list[str]:
     for path in manifest_files(root):
         for document in load_documents(path):
             errors += manifest_errors(document, f"{path.relative_to(root)} {describe(document)}", root=root)
-    return errors
+    return errors + rules.runtime_errors(root)
 
 
 def validate_command(root: Path, out=print) -> int:
@@ -297,5 +297,6 @@ def validate_command(root: Path, out=print) -> int:
         out(f"{len(errors)} problem(s) in {checked[0]} pipeline specs and {checked[1]} manifest files")
         return 1
     out(f"valid: {checked[0]} pipeline specs, their overlays and {checked[1]} manifest files "
-        f"(Kubernetes {KUBERNETES_VERSION}, schemas in {schemas_dir(root)})")
+        f"(Kubernetes {KUBERNETES_VERSION}, schemas in {schemas_dir(root)}; Argo CD, Pod Security and "
+        "capacity rules)")
     return 0

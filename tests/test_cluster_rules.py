@@ -1,0 +1,236 @@
+"""The runtime rules a first sync enforces, checked on the repository and on broken copies of it.
+
+Schemas pass objects that the cluster still refuses: an Application outside its project's
+destinations, a 1 MB CRD through client-side apply, a chart piece below its namespace's Pod Security
+level, pipelines that hold more than the node, a kustomize patch that selects nothing. Each rule is
+checked on the repository (these tests failed on the main of issue 11) and on a table of mutations.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reproml.cluster import argo, capacity, podsecurity, rules
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = "https://kubernetes.default.svc"
+
+
+def apps() -> list[tuple[str, dict]]:
+    return rules.objects(ROOT, "Application")
+
+
+def projects() -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for _, doc in rules.objects(ROOT, "AppProject")}
+
+
+def app(name: str) -> dict:
+    return copy.deepcopy(next(doc for _, doc in apps() if doc["metadata"]["name"] == name))
+
+
+# --- Argo CD: destinations -------------------------------------------------------------------------------
+
+def test_every_application_destination_is_permitted_by_its_project():
+    assert argo.destination_errors(apps(), projects()) == []
+
+
+@pytest.mark.parametrize("destinations, namespace, permitted", [
+    ([{"server": SERVER, "namespace": "pachyderm"}], "pachyderm", True),
+    ([{"server": SERVER, "namespace": "pachyderm"}], "", False),  # issue 11, item 1
+    ([{"server": SERVER, "namespace": "*"}], "", True),
+    ([{"server": "*", "namespace": "team-*"}], "team-a", True),
+    ([{"server": SERVER, "namespace": "*"}, {"server": SERVER, "namespace": "!kube-system"}], "kube-system", False),
+])
+def test_destination_globs_as_argo_cd_matches_them(destinations, namespace, permitted):
+    project = {"spec": {"destinations": destinations}}
+    assert argo.destination_permitted({"server": SERVER, "namespace": namespace}, project) is permitted
+
+
+def test_an_application_without_a_namespace_is_named_with_the_fix():
+    broken = app("namespaces")
+    del broken["spec"]["destination"]["namespace"]
+    [line] = argo.destination_errors([("argocd/apps/namespaces.yaml", broken)], projects())
+    assert line.startswith("argocd/apps/namespaces.yaml: spec.destination: ")
+    assert "InvalidSpecError" in line and "'pachyderm'" in line
+
+
+def test_a_source_outside_the_project_is_named():
+    broken = app("katib")
+    broken["spec"]["source"]["repoURL"] = "https://github.com/example/katib.git"
+    [line] = argo.destination_errors([("katib.yaml", broken)], projects())
+    assert "spec.source.repoURL" in line and "sourceRepos" in line
+
+
+# --- Argo CD: apply size ---------------------------------------------------------------------------------
+
+def test_objects_over_the_annotation_limit_go_through_server_side_apply():
+    assert argo.apply_size_errors(ROOT, apps()) == []
+
+
+def test_the_seldon_crd_without_server_side_apply_is_refused():
+    seldon = app("seldon-core")
+    seldon["spec"]["syncPolicy"]["syncOptions"].remove("ServerSideApply=true")
+    [line] = argo.apply_size_errors(ROOT, [("seldon-core.yaml", seldon)])
+    assert "seldondeployments.machinelearning.seldon.io is 1,027,795 bytes" in line
+    assert "spec.syncPolicy.syncOptions" in line and "ServerSideApply=true" in line
+
+
+def test_an_own_object_over_the_limit_is_measured(tmp_path):
+    folder = tmp_path / "env" / "big"
+    folder.mkdir(parents=True)
+    big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big", "namespace": "reproml"},
+           "data": {"blob": "x" * (argo.ANNOTATION_LIMIT + 1)}}
+    (folder / "big.yaml").write_text(yaml.safe_dump(big))
+    application = {"spec": {"source": {"repoURL": argo.OWN_REPO, "path": "env/big"}, "syncPolicy": {}}}
+    [line] = argo.apply_size_errors(tmp_path, [("big.yaml", application)])
+    assert "ConfigMap big" in line
+    application["spec"]["syncPolicy"]["syncOptions"] = ["Replace=true"]
+    assert argo.apply_size_errors(tmp_path, [("big.yaml", application)]) == []
+
+
+# --- kustomize patches -----------------------------------------------------------------------------------
+
+def test_every_kustomize_patch_selects_an_object_of_its_base():
+    assert argo.patch_target_errors(apps()) == []
+
+
+def test_a_patch_naming_the_prefixed_object_is_refused_with_the_base_name():
+    web = app("jupyter-web-app")
+    web["spec"]["source"]["kustomize"]["patches"][0]["target"]["name"] = "jupyter-web-app-deployment"
+    [line] = argo.patch_target_errors([("jupyter-web-app.yaml", web)])
+    assert "patches[0].target" in line and "so name it 'deployment'" in line
+
+
+def test_a_patch_on_an_unrecorded_base_is_refused():
+    web = app("jupyter-web-app")
+    web["spec"]["source"]["targetRevision"] = "v1.9.0"
+    [line] = argo.patch_target_errors([("jupyter-web-app.yaml", web)])
+    assert "not recorded" in line
+
+
+# --- Pod Security ----------------------------------------------------------------------------------------
+
+RESTRICTED_POD = {
+    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    "containers": [{"name": "c", "image": "i", "securityContext": {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+    "volumes": [{"name": "tmp", "emptyDir": {}}],
+}
+
+
+@pytest.mark.parametrize("mutate, level, expected", [
+    (lambda p: p["volumes"].append({"name": "logs", "hostPath": {"path": "/var/log"}}), "baseline", "hostPath"),
+    (lambda p: p.update(hostNetwork=True), "baseline", "hostNetwork: true"),
+    (lambda p: p.update(hostPID=True), "baseline", "hostPID: true"),
+    (lambda p: p.update(hostIPC=True), "baseline", "hostIPC: true"),
+    (lambda p: p["containers"][0]["securityContext"].update(privileged=True), "baseline", "privileged: true"),
+    (lambda p: p["containers"][0]["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]), "baseline",
+     "capabilities.add: ['SYS_ADMIN']"),
+    (lambda p: p["securityContext"].update(seccompProfile={"type": "Unconfined"}), "baseline", "Unconfined"),
+    (lambda p: p["securityContext"].pop("runAsNonRoot"), "restricted", "runAsNonRoot must be true"),
+    (lambda p: p["securityContext"].pop("seccompProfile"), "restricted", "seccompProfile.type must be"),
+    (lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"), "restricted",
+     "allowPrivilegeEscalation must be false"),
+    (lambda p: p["containers"][0]["securityContext"].pop("capabilities"), "restricted", "drop must include ALL"),
+])
+def test_each_field_the_levels_name_is_checked(mutate, level, expected):
+    assert podsecurity.violations(RESTRICTED_POD, "restricted") == []
+    pod = copy.deepcopy(RESTRICTED_POD)
+    mutate(pod)
+    assert any(expected in line for line in podsecurity.violations(pod, level)), podsecurity.violations(pod, level)
+    assert podsecurity.violations(pod, "privileged") == []
+
+
+def test_every_pod_template_we_produce_passes_its_namespace_level():
+    assert rules.pod_security_errors(ROOT) == []
+
+
+def test_the_templates_checked_include_every_workload_we_produce():
+    kinds = {doc["kind"] for _, doc in rules.objects(ROOT) if podsecurity.pod_templates(doc)}
+    assert kinds == {"Job", "Notebook", "Experiment"}
+    assert podsecurity.pod_templates(rules.seldon_template())  # and the model server release writes
+
+
+@pytest.mark.parametrize("values, problems", [
+    ({"deployTarget": "MINIO"}, ["pachd.lokiDeploy: True (the chart's default)"]),  # issue 11, item 3
+    ({"deployTarget": "MINIO", "pachd": {"lokiDeploy": True}}, ["pachd.lokiDeploy: True needs"]),
+    ({}, ["pachd.lokiDeploy", "deployTarget: 'LOCAL' (the chart's default)"]),
+    ({"pachd": {"lokiDeploy": False}, "deployTarget": "LOCAL"}, ["deployTarget: 'LOCAL'"]),
+    ({"pachd": {"lokiDeploy": False}, "deployTarget": "MINIO"}, []),
+])
+def test_chart_hostpath_pieces_are_refused_for_a_baseline_namespace(values, problems):
+    levels = {"pachyderm": ("baseline", "restricted")}
+    errors = podsecurity.chart_errors("pachyderm", values, "pachyderm", levels, "values.yaml")
+    assert len(errors) == len(problems) and all(p in e for p, e in zip(problems, errors, strict=True)), errors
+    assert podsecurity.chart_errors("pachyderm", values, "pachyderm", {}, "values.yaml") == []  # privileged
+
+
+def test_the_pachyderm_values_turn_loki_off():
+    [(chart, _, values)] = rules.helm_values(ROOT, app("pachyderm"))
+    assert chart == "pachyderm" and values["pachd"]["lokiDeploy"] is False and values["pachd"]["lokiLogging"] is False
+
+
+# --- capacity --------------------------------------------------------------------------------------------
+
+def test_the_pipelines_fit_the_node_cluster_md_names():
+    assert rules.capacity_errors(ROOT) == []
+
+
+def test_cluster_md_states_the_computed_footprint():
+    from reproml.cluster import specs
+
+    found = capacity.footprint(specs.load_specs(ROOT / "pachyderm"))
+    others = sum(rules.standing_pods(ROOT).values(), capacity.Requests())
+    runbook = (ROOT / "CLUSTER.md").read_text()
+    assert f"{found.total + others}" in runbook and f"{found.standing}" in runbook and f"{found.peak}" in runbook
+
+
+def test_batch_pipelines_scale_to_zero_and_services_stand():
+    from reproml.cluster import specs
+
+    loaded = specs.load_specs(ROOT / "pachyderm")
+    assert [name for name, spec in loaded.items() if capacity.always_on(spec)] == ["tensorboard"]
+
+
+def test_pipelines_without_autoscaling_are_refused_with_their_sum():
+    from reproml.cluster import specs
+
+    loaded = specs.load_specs(ROOT / "pachyderm")
+    for spec in loaded.values():
+        spec.pop("autoscaling", None)
+    [line] = capacity.capacity_errors(loaded, "a node of 8 CPUs and 16 GiB", "pachyderm/*.yaml")
+    assert "12.5 CPU / 41 GiB" in line and "autoscaling: true" in line
+
+
+@pytest.mark.parametrize("quantity, cores", [(2, 2.0), ("0.5", 0.5), ("250m", 0.25)])
+def test_cpu_quantities(quantity, cores):
+    assert capacity.cpu(quantity) == cores
+
+
+@pytest.mark.parametrize("quantity, gib", [("4Gi", 4), ("512Mi", 0.5), (str(2**30), 1)])
+def test_memory_quantities(quantity, gib):
+    assert capacity.memory(quantity) == gib * capacity.GIB
+
+
+# --- validate: one line per problem, naming file and field -----------------------------------------------
+
+def test_validate_names_file_and_field_of_each_runtime_problem(tmp_path):
+    for folder in ("argocd", "env/k8s", "pachyderm"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    shutil.copy(ROOT / "CLUSTER.md", tmp_path / "CLUSTER.md")
+    path = tmp_path / "argocd/apps/reproml.yaml"
+    path.write_text(path.read_text().replace("    namespace: pachyderm\n", ""))
+    path = tmp_path / "argocd/values/pachyderm-minio.yaml"
+    path.write_text(path.read_text().replace("lokiDeploy: false", "lokiDeploy: true"))
+    errors = rules.runtime_errors(tmp_path)
+    assert [line.split(": ")[:2] for line in errors] == [
+        ["argocd/apps/reproml.yaml", "spec.destination"],
+        ["argocd/apps/pachyderm.yaml (argocd/values/pachyderm-minio.yaml)", "pachd.lokiDeploy"],
+    ]
