@@ -20,8 +20,8 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from google.protobuf import wrappers_pb2
-from python_pachyderm.proto.v2.pfs import pfs_pb2_grpc
+from google.protobuf import timestamp_pb2, wrappers_pb2
+from python_pachyderm.proto.v2.pfs import pfs_pb2, pfs_pb2_grpc
 from release_helpers import FINGERPRINT, GOOD, evaluate_output, tiny_model
 
 from reproml.errors import ReproError
@@ -260,11 +260,20 @@ def test_release_notebook_applies_nothing_without_the_token(tmp_path, monkeypatc
 
 
 class ReleaseFiles(pfs_pb2_grpc.APIServicer):
-    """pachd's PFS GetFile over the files of one release commit; records what was asked."""
+    """pachd's PFS InspectCommit and GetFile over the files of one release commit; records what was asked."""
 
     def __init__(self, repo: str, commit: str, files: dict[str, bytes]):
         self.repo, self.commit, self.files = repo, commit, files
         self.asked: list[tuple[str, str, str, str]] = []
+        self.waits: list[int] = []  # the commit state each InspectCommit waited for
+        self.error = ""  # a failed job's commit finishes with its error
+
+    def InspectCommit(self, request, context):
+        # pachd blocks until the commit reaches `wait`; this commit is finished already.
+        self.waits.append(request.wait)
+        if (request.commit.branch.repo.name, request.commit.id) != (self.repo, self.commit):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"commit {request.commit.id} not found")
+        return pfs_pb2.CommitInfo(commit=request.commit, error=self.error, finished=timestamp_pb2.Timestamp(seconds=1))
 
     def GetFile(self, request, context):
         file = request.file
@@ -331,6 +340,17 @@ def test_the_server_loads_its_release_from_pachd(pachd_with_release):
     assert loaded["ready"] and loaded["input_size"] == [32, 32]
     assert loaded["tags"]["release_commit"] == commit and loaded["tags"]["model_commit"] == "a" * 32
     assert sorted(servicer.asked) == sorted(("release", "", commit, name) for name in files)
+    assert servicer.waits == [pfs_pb2.CommitState.FINISHED]  # files are read only from a finished commit
+
+
+def test_a_failed_release_job_is_never_served(pachd_with_release):
+    commit, _, servicer = pachd_with_release
+    servicer.error = "datum failed"
+    done = _in_serving_env("fetch", commit)
+    assert done.returncode != 0
+    assert f"the release commit release@{commit} belongs to a failed job (datum failed)" in done.stderr, \
+        done.stderr[-3000:]
+    assert servicer.asked == []
 
 
 def test_a_missing_release_file_names_the_commit(pachd_with_release):

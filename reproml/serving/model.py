@@ -178,10 +178,11 @@ class SegmentationModel:
                 raise ValueError("PACHD_ADDRESS is not set, so the release cannot be fetched from Pachyderm; "
                                  "the release's SeldonDeployment sets it (e.g. grpc://pachd.pachyderm:30650)")
             client = python_pachyderm.Client.new_from_pachd_address(address)
-        folder = Path(tempfile.mkdtemp(prefix="release-"))
         # (repo, branch, id): python-pachyderm would read a 2-tuple's id as a branch name unless it looks
         # like a UUIDv4, so the id is named explicitly.
         commit = (self.release_repo, None, self.release_commit)
+        self._wait_finished(client, commit)
+        folder = Path(tempfile.mkdtemp(prefix="release-"))
         for name in ("model.keras", "calibration.json", "release.json"):
             try:
                 data = client.get_file(commit, name).read()
@@ -191,6 +192,25 @@ class SegmentationModel:
                                         f"{self.release_repo}@{self.release_commit}`") from error
             (folder / name).write_bytes(data)
         return folder
+
+    def _wait_finished(self, client, commit: tuple) -> None:
+        """Block until the release commit is finished; refuse one whose job failed.
+
+        The release pipeline applies the SeldonDeployment from inside its own job, while the commit is
+        still open, and pachd serves an open commit without its files: waiting here makes the first
+        model pod start when the files exist, and a failed job never gets served.
+        """
+        from python_pachyderm.proto.v2.pfs import pfs_pb2
+
+        where = f"{self.release_repo}@{self.release_commit}"
+        try:
+            [info] = list(client.inspect_commit(commit, commit_state=pfs_pb2.CommitState.FINISHED))
+        except Exception as error:  # grpc.RpcError: name the commit, not just the RPC status
+            raise FileNotFoundError(f"cannot inspect the release commit {where} on pachd: {error}; check it "
+                                    f"with `pachctl inspect commit {where}`") from error
+        if info.error:
+            raise FileNotFoundError(f"the release commit {where} belongs to a failed job ({info.error}), so "
+                                    "there is no model to serve; see `pachctl list job` and release again")
 
     def predict_raw(self, request):
         """Answer one prediction request (REST JSON dict, or a SeldonMessage proto over gRPC)."""

@@ -234,31 +234,26 @@ def find_current_release(ref: str, store) -> CurrentRelease | None:
     return None
 
 
-def find_current_release_on_cluster(ref: str) -> CurrentRelease | None:  # pragma: no cover - needs pachd
-    """As `find_current_release`, against a Pachyderm cluster through python-pachyderm (the 2.7 client)."""
-    import python_pachyderm
+def find_current_release_on_cluster(ref: str, address: str | None = None) -> CurrentRelease | None:
+    """As `find_current_release`, read from pachd (all commit origins: release's commits are AUTO).
 
-    from reproml.pfs import parse_ref
+    Args:
+        ref: where releases are recorded, e.g. `release@master`.
+        address: pachd's address; None takes `reproml.cluster.pachd.pachd_address()`.
 
-    parsed = parse_ref(ref)
-    client = python_pachyderm.Client.new_in_cluster()
-    if parsed.repo not in {r.repo.name for r in client.list_repo()}:
-        return None
-    for info in client.list_commit(parsed.repo, to_commit=(parsed.repo, parsed.ref)):  # newest first
-        commit = (parsed.repo, None, info.commit.id)  # (repo, branch, id): the id named as an id, not a branch
-        try:
-            record = json.loads(client.get_file(commit, RELEASE_FILE).read())
-        except Exception:  # a commit without release.json (an unfinished or failed job) is not a release
-            continue
-        if record.get("released"):
-            return CurrentRelease(info.commit.id, record["metrics"],
-                                  record["provenance"]["weights_fingerprint"], record)
-    return None
+    Returns:
+        The current release, or None when none was ever made.
+    """
+    from reproml.cluster.pachd import PachdReader, pachd_address
+
+    return find_current_release(ref, PachdReader.connect(address or pachd_address()))
 
 
 def on_cluster() -> bool:
-    """Whether this process runs in a Kubernetes pod (the API server's address is injected into every pod)."""
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    """Whether this process runs in a Pachyderm worker (not merely in some pod: a notebook is one too)."""
+    from reproml.cluster.pachd import in_pachyderm_worker
+
+    return in_pachyderm_worker()
 
 
 def resolve_provenance(evaluation: Mapping, calibration: Mapping, evaluate_commit: str, store=None) -> dict:
