@@ -46,3 +46,7 @@ class StageFailed(ReproError):
 
 class JobFailed(ReproError):
     """A pipeline job failed; its output commit was discarded and no branch moved."""
+
+
+class CorruptContent(ReproError):
+    """Stored content that is missing or no longer hashes to the sha256 it is stored under."""

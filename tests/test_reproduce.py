@@ -119,7 +119,7 @@ def test_a_tampered_input_file_stops_reproduce_and_fsck_names_it(echo_project, c
     project, store = echo_project
     reproml("run", "--until", "transform", store=store.root, cwd=project)
     _tamper(store, "raw@master", "b/3.txt")  # transform holds the same bytes as /3.txt
-    with pytest.raises(ReproError, match=r"raw@[0-9a-f]+:/b/3.txt was modified"):
+    with pytest.raises(ReproError, match=r"raw@[0-9a-f]+:/b/3.txt is corrupt"):
         reproduce.reproduce(store, project, "transform@master", progress=lambda line: None)
     code, out = run_verb(reproduce, ["fsck"], store, capsys)
     assert code == 1 and "corrupt content of" in out and "3.txt" in out

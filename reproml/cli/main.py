@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reproml import __version__
+from reproml.cli.files import output_file
 from reproml.errors import ReproError
 from reproml.pfs import Store, parse_ref
 
@@ -131,11 +132,15 @@ def cmd_get_file(args, store: Store) -> int:
     ref = parse_ref(args.ref)
     if not ref.path:
         raise ReproError(f"{args.ref} names no file", "write REPO@REF:PATH, e.g. evaluate@master:evaluation.json")
-    data = store.read_file(f"{ref.repo}@{ref.ref}", ref.path)
-    if args.output:
-        Path(args.output).write_bytes(data)
-    else:
-        sys.stdout.buffer.write(data)
+    source = f"{ref.repo}@{ref.ref}"
+    if not args.output or args.output == "-":  # `-o -` is stdout, as for pachctl
+        store.copy_file(source, ref.path, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return 0
+    output = Path(args.output)
+    store.file_info(source, ref.path)  # a missing file is reported before anything is created
+    with output_file(output) as writer:
+        store.copy_file(source, ref.path, writer)
     return 0
 
 

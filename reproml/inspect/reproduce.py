@@ -70,17 +70,9 @@ def verify_files(store: Store, commits: list[CommitRef]) -> None:
     checked: set[str] = set()
     for commit in commits:
         for info in store.list_files(commit):
-            if info.sha256 in checked:
-                continue
-            blob = store.objects.path(info.sha256)
-            if not blob.exists():
-                raise ReproError(f"the stored content of {commit.repo}@{commit.id}:/{info.path} is missing ({blob})",
-                                 "run `reproml fsck` to list every damaged file; rerun the pipeline to restore it")
-            if sha256_file(blob) != info.sha256:
-                raise ReproError(f"the stored content of {commit.repo}@{commit.id}:/{info.path} was modified: "
-                                 f"{blob} no longer hashes to {info.sha256[:12]}",
-                                 "run `reproml fsck` to list every damaged file; rerun the pipeline to restore it")
-            checked.add(info.sha256)
+            if info.sha256 not in checked:
+                store.objects.verify(info.sha256, f"{commit.repo}@{commit.id}:/{info.path}")
+                checked.add(info.sha256)
 
 
 def declared_defaults(nb: dict) -> dict:

@@ -1,13 +1,25 @@
-"""Content-addressed file storage: every distinct content is kept once, named by its sha256."""
+"""Content-addressed file storage: every distinct content is kept once, named by its sha256.
+
+A blob's name is the hash of its bytes, so every read can check what it reads: `read`, `copy_to` and
+`verify` hash while they stream and fail, naming the file and both hashes, when a blob was modified,
+emptied or deleted since it was stored.
+"""
 
 import errno
 import hashlib
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
+
+from reproml.errors import CorruptContent
 
 _CHUNK = 1 << 20  # 1 MiB reads keep hashing near memory bandwidth without large buffers
+_OVERLAP_BYTES = 8 << 20  # from this size a second thread hashes while the first copies
+RECOVER_HINT = ("run `reproml fsck` to list every damaged file; re-run the pipeline that wrote it "
+                "(`reproml run`) to store it again")
 
 
 def sha256_file(path: Path) -> str:
@@ -17,6 +29,45 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _hash_copy(reader: BinaryIO, writer: BinaryIO | None) -> tuple[str, int]:
+    """Copy `reader` to `writer` (if any) in chunks; return the sha256 of what passed and its size."""
+    digest = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    size = 0
+    while count := reader.readinto(buffer):
+        digest.update(view[:count])
+        if writer is not None:
+            writer.write(view[:count])
+        size += count
+    return digest.hexdigest(), size
+
+
+def _hash_copy_overlapped(reader: BinaryIO, writer: BinaryIO) -> tuple[str, int]:
+    """`_hash_copy` with the hashing of each chunk in a second thread while the main one writes and reads.
+
+    sha256 and file I/O both release the GIL, so on two cores the check costs little more than the copy.
+    Two buffers alternate: a buffer is read into again only after its hash is done.
+    """
+    digest = hashlib.sha256()
+    buffers = [bytearray(_CHUNK), bytearray(_CHUNK)]
+    size = 0
+    pending = None
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        turn = 0
+        while count := reader.readinto(buffers[turn]):
+            view = memoryview(buffers[turn])[:count]
+            if pending is not None:
+                pending.result()  # chunks are hashed in order, one at a time
+            pending = hasher.submit(digest.update, view)
+            writer.write(view)
+            size += count
+            turn = 1 - turn
+        if pending is not None:
+            pending.result()
+    return digest.hexdigest(), size
 
 
 class ObjectStore:
@@ -84,6 +135,56 @@ class ObjectStore:
         size = os.path.getsize(tmp_name)
         self._publish(Path(tmp_name), sha)
         return sha, size
+
+    def _check(self, sha: str, where: str, actual: str, size: int) -> None:
+        if actual != sha:
+            raise CorruptContent(f"the stored content of {where} is corrupt: {self.path(sha)} ({size} bytes) "
+                                 f"hashes to {actual}, not to the sha256 it was stored under, {sha}",
+                                 RECOVER_HINT)
+
+    def _missing(self, sha: str, where: str) -> CorruptContent:
+        return CorruptContent(f"the stored content of {where} (sha256 {sha}) is missing: {self.path(sha)} "
+                              "was deleted",
+                              RECOVER_HINT)
+
+    def copy_to(self, sha: str, writer: BinaryIO | None, where: str) -> int:
+        """Stream a blob to `writer` (or nowhere) while hashing it; return its size.
+
+        The bytes are written before the hash is known: a caller writing to a file should write to a
+        temporary name and rename it only when this returns.
+
+        Args:
+            sha: the blob.
+            writer: where the bytes go, or None to only check them.
+            where: the file as users name it (`repo@commit:/path`), for errors.
+
+        Raises:
+            CorruptContent: the blob is missing or no longer hashes to `sha`.
+        """
+        try:
+            with open(self.path(sha), "rb", buffering=0) as reader:
+                size = os.fstat(reader.fileno()).st_size
+                if writer is None or size < _OVERLAP_BYTES:
+                    actual, size = _hash_copy(reader, writer)
+                else:
+                    actual, size = _hash_copy_overlapped(reader, writer)
+        except FileNotFoundError:
+            raise self._missing(sha, where) from None
+        self._check(sha, where, actual, size)
+        return size
+
+    def verify(self, sha: str, where: str) -> None:
+        """Check that a blob still hashes to `sha` (raises `CorruptContent` like `copy_to`)."""
+        self.copy_to(sha, None, where)
+
+    def read(self, sha: str, where: str) -> bytes:
+        """A blob's bytes, checked against `sha` (raises `CorruptContent` like `copy_to`)."""
+        try:
+            data = self.path(sha).read_bytes()
+        except FileNotFoundError:
+            raise self._missing(sha, where) from None
+        self._check(sha, where, hashlib.sha256(data).hexdigest(), len(data))
+        return data
 
     def link(self, sha: str, dest: Path) -> None:
         """Make `dest` show the blob: a hard link where the filesystem allows, else a copy (its folder must exist)."""

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from reproml.errors import NotFound, ReproError
 from reproml.pfs.objects import ObjectStore
@@ -377,14 +378,44 @@ class Store:
         raise NotFound(f"no file {path!r} in {ref}", f"see `reproml list file {ref}`")
 
     def read_file(self, ref, path: str) -> bytes:
-        """The bytes of one file of a commit."""
-        return self.objects.path(self.file_info(ref, path).sha256).read_bytes()
+        """The bytes of one file of a commit, checked against their sha256 (`CorruptContent` if changed)."""
+        commit = self.resolve(ref)
+        info = self.file_info(commit, path)
+        return self.objects.read(info.sha256, f"{commit.repo}@{commit.id}:/{info.path}")
 
-    def materialize(self, ref, dest: Path, prefix: str = "", files: list[FileInfo] | None = None) -> Path:
-        """Lay a commit's files (or those under `prefix`) out under `dest`, hard-linked, not copied."""
+    def copy_file(self, ref, path: str, writer: BinaryIO) -> int:
+        """Stream one file of a commit to `writer`, checking its sha256 on the way; return its size.
+
+        Raises:
+            NotFound: no such file.
+            CorruptContent: the stored bytes changed; what was written so far is not the file.
+        """
+        commit = self.resolve(ref)
+        info = self.file_info(commit, path)
+        return self.objects.copy_to(info.sha256, writer, f"{commit.repo}@{commit.id}:/{info.path}")
+
+    def materialize(self, ref, dest: Path, prefix: str = "", files: list[FileInfo] | None = None,
+                    verify: bool = True) -> Path:
+        """Lay a commit's files (or those under `prefix`) out under `dest`, hard-linked, not copied.
+
+        Args:
+            ref: the commit (None when `files` are given).
+            dest: the folder to lay them out in.
+            prefix: only the files under this path.
+            files: exactly these files instead.
+            verify: check each distinct content against its sha256 first, so that a view for a datum or
+                a model server never shows corrupt bytes as the original (costs one read of the content).
+
+        Raises:
+            CorruptContent: a file's stored content is missing or changed.
+        """
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         files = files if files is not None else self.list_files(ref, prefix)
+        if verify:
+            where = f"{ref}:/" if ref is not None else ""
+            for sha, info in {info.sha256: info for info in files}.items():
+                self.objects.verify(sha, f"{where}{info.path}")
         for folder in sorted({(dest / info.path).parent for info in files}):
             folder.mkdir(parents=True, exist_ok=True)
         for info in files:
