@@ -11,6 +11,9 @@ from pathlib import Path
 from reproml.errors import ReproError
 from reproml.pfs.objects import sha256_file
 
+# `reproml deploy` sets this in every pipeline's transform.env: the sha256 of the spec pachd received (overlay
+# and --source applied), which the stage runner records instead of hashing the spec file baked into the image.
+DEPLOYED_SPEC_ENV = "REPROML_SPEC_SHA256"
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "papermill", "jupytext", "scrapbook",
                 "keras-tuner", "python-pachyderm")
 

@@ -151,3 +151,22 @@ def test_an_unreachable_pachd_says_how_to_reach_it():
 def test_deploy_without_an_address_says_what_to_pass():
     with pytest.raises(ReproError, match="--pachd HOST:PORT"):
         cluster.deploy(None, SPECS, out=lambda _: None)
+
+
+def test_every_pipeline_carries_the_hash_of_the_spec_it_was_deployed_with(monkeypatch):
+    """A spec-only change must reach provenance: the spec file in the image is not the deployed spec."""
+    from reproml.provenance import DEPLOYED_SPEC_ENV
+    from reproml.stage.runner import spec_provenance
+
+    monkeypatch.chdir(ROOT)  # the runner finds the image's spec files under the working folder
+    digests = {}
+    for request in cluster.deploy(None, SPECS, dry_run=True, overlay="gpu", out=lambda _: None):
+        if request.method == "pps_v2.API/CreatePipeline":
+            digest = request.message.metadata.annotations[cluster.SPEC_ANNOTATION]
+            assert request.message.transform.env[DEPLOYED_SPEC_ENV] == digest
+            digests[request.message.pipeline.name] = digest
+    recorded = spec_provenance("tune", {DEPLOYED_SPEC_ENV: digests["tune"], "PPS_SPEC_COMMIT": "c" * 32})
+    assert recorded == {"pipeline": "tune", "path": "pachyderm/tune.yaml (as deployed)",
+                        "sha256": digests["tune"], "spec_commit": "c" * 32}
+    assert spec_provenance("tune", {})["sha256"] != digests["tune"]  # the overlay changed tune: the file is stale
+    assert spec_provenance("train", {})["sha256"] == digests["train"]  # an unchanged spec hashes alike in both

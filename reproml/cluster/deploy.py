@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from reproml.cluster import specs as cluster_specs
 from reproml.errors import ReproError
+from reproml.provenance import DEPLOYED_SPEC_ENV
 
 SPEC_ANNOTATION = "reproml.io/spec-sha256"
 SOURCE_DESCRIPTION = "reproml source sha256:"  # + digest: marks the commit a deploy --source made
@@ -71,8 +72,11 @@ def pipeline_request(spec: dict, update: bool) -> Message:
     """
     from python_pachyderm import parse_dict_pipeline_spec
 
-    annotated = cluster_specs.merge(spec, {"metadata": {"annotations": {
-        SPEC_ANNOTATION: cluster_specs.spec_digest(spec)}}})
+    digest = cluster_specs.spec_digest(spec)
+    # The annotation lets deploy recognise an unchanged pipeline; the env var puts the same hash into the
+    # provenance of every job the pipeline runs (the spec file in the image may be older).
+    annotated = cluster_specs.merge(spec, {"metadata": {"annotations": {SPEC_ANNOTATION: digest}},
+                                           "transform": {"env": {DEPLOYED_SPEC_ENV: digest}}})
     request = parse_dict_pipeline_spec(annotated)
     request.update = update
     return request

@@ -22,7 +22,13 @@ from pathlib import Path
 
 from reproml import __version__
 from reproml.errors import ParameterError, ReproError, StageFailed
-from reproml.provenance import canonical_hash, environment_fingerprint, git_state, tree_hash
+from reproml.provenance import (
+    DEPLOYED_SPEC_ENV,
+    canonical_hash,
+    environment_fingerprint,
+    git_state,
+    tree_hash,
+)
 from reproml.stage import scraps
 from reproml.stage.contract import DatumContext, DatumResult
 
@@ -135,10 +141,19 @@ def input_provenance(context: DatumContext) -> list[dict]:
     return inputs
 
 
-def spec_provenance(pipeline: str) -> dict | None:
-    """The pipeline spec this run belongs to, with its hash; None when the stage is run by hand."""
+def spec_provenance(pipeline: str, environ=None) -> dict | None:
+    """The pipeline spec this run belongs to, with its hash; None when the stage is run by hand.
+
+    On a cluster the spec pachd runs can differ from the file in the image (a spec-only GitOps change,
+    an overlay, ``--source``): `reproml deploy` passes its hash in ``$REPROML_SPEC_SHA256``, and pachd
+    names the spec commit in ``$PPS_SPEC_COMMIT``; both are recorded then.
+    """
     if not pipeline:
         return None
+    environ = os.environ if environ is None else environ
+    if environ.get(DEPLOYED_SPEC_ENV):
+        return {"pipeline": pipeline, "path": f"pachyderm/{pipeline}.yaml (as deployed)",
+                "sha256": environ[DEPLOYED_SPEC_ENV], "spec_commit": environ.get("PPS_SPEC_COMMIT")}
     import yaml
 
     path = Path.cwd() / "pachyderm" / f"{pipeline}.yaml"  # the engine runs stages from the project root
