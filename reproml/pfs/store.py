@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from reproml.errors import NotFound, ReproError
 from reproml.pfs.objects import ObjectStore
-from reproml.pfs.refs import DEFAULT_BRANCH, Ref, parse_ref
+from reproml.pfs.refs import DEFAULT_BRANCH, Ref, check_commit_prefix, parse_ref, split_ancestry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS repos (
@@ -304,17 +304,22 @@ class Store:
             return CommitRef(ref.repo, ref.id)
         ref = parse_ref(ref) if isinstance(ref, str) else ref
         self._require_repo(ref.repo)
-        name, _, ancestry = ref.ref.partition("^")
+        name, steps = split_ancestry(ref.ref)
         commit_id = self.branch_head(ref.repo, name)
         if commit_id is None:
-            row = self.db.execute("SELECT id FROM commits WHERE repo=? AND (id=? OR id LIKE ?)",
-                                  (ref.repo, name, name + "%")).fetchall()
-            if len(row) != 1:
-                what = "is ambiguous" if row else "names no branch or commit"
-                raise NotFound(f"{ref.repo}@{name} {what}",
+            check_commit_prefix(ref.repo, name)
+            # A prefix compared as a string, never a LIKE pattern: `_` and `%` would match anything.
+            rows = self.db.execute("SELECT id FROM commits WHERE repo=? AND substr(id, 1, ?)=? ORDER BY seq",
+                                   (ref.repo, len(name), name)).fetchall()
+            if not rows:
+                raise NotFound(f"{ref.repo}@{name} names no branch or commit",
                                f"see `reproml list commit {ref.repo}` for the commits of {ref.repo}")
-            commit_id = row[0]["id"]
-        for _ in range(int(ancestry or 1) if "^" in ref.ref else 0):
+            if len(rows) > 1:
+                listed = ", ".join(row["id"] for row in rows[:10]) + (", ..." if len(rows) > 10 else "")
+                raise ReproError(f"{ref.repo}@{name} is ambiguous: {len(rows)} commits start with it ({listed})",
+                                 "write more of the commit id")
+            commit_id = rows[0]["id"]
+        for _ in range(steps):
             commit_id = self.inspect_commit(CommitRef(ref.repo, commit_id)).parent
             if commit_id is None:
                 raise NotFound(f"{ref} goes back further than the first commit of {ref.repo}")
