@@ -219,6 +219,38 @@ def test_memory_quantities(quantity, gib):
     assert capacity.memory(quantity) == gib * capacity.GIB
 
 
+# --- exposure --------------------------------------------------------------------------------------------
+
+def test_our_namespaces_deny_ingress_and_services_stay_inside():
+    assert rules.exposure_errors(ROOT) == []
+
+
+def test_pachd_answers_only_the_namespaces_that_need_it():
+    [policy] = [doc for _, doc in rules.objects(ROOT, "NetworkPolicy") if doc["metadata"]["name"] == "allow-pachd-clients"]
+    sources = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+               for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert policy["metadata"]["namespace"] == "pachyderm" and sources == ["serving", "reproml"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"app": "pachd", "suite": "pachyderm"}
+
+
+def test_a_node_port_service_or_an_open_namespace_is_refused(tmp_path):
+    for folder in ("argocd", "env/k8s", "pachyderm"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    path = tmp_path / "pachyderm/tensorboard.yaml"
+    path.write_text(path.read_text().replace("type: ClusterIP", "type: NodePort"))
+    path = tmp_path / "env/k8s/reproml/network-policies.yaml"
+    path.write_text(path.read_text().replace("  namespace: serving\nspec:\n  podSelector: {}\n  policyTypes:\n"
+                                             "    - Ingress\n---", "  namespace: elsewhere\nspec:\n  podSelector: {}\n"
+                                             "  policyTypes:\n    - Ingress\n---"))
+    errors = rules.exposure_errors(tmp_path)
+    assert len(errors) == 2 and "namespace serving runs our pods" in errors[0], errors
+    assert errors[1].startswith("pachyderm/tensorboard.yaml: service.type: NodePort")
+
+
+def test_jupyterlab_opens_no_origin():
+    assert "allow_origin" not in (ROOT / "env" / "Dockerfile.notebook").read_text()
+
+
 # --- validate: one line per problem, naming file and field -----------------------------------------------
 
 def test_validate_names_file_and_field_of_each_runtime_problem(tmp_path):

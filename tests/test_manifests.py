@@ -40,7 +40,7 @@ def test_every_kind_has_a_schema_here():
     # The SeldonDeployment is written by the release pipeline (checked where it is written), not kept here.
     assert custom == set(manifests.CUSTOM_SCHEMAS) - {("machinelearning.seldon.io/v1", "SeldonDeployment")}
     assert {k for _, k in kinds - custom} <= {"Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding",
-                                              "PersistentVolumeClaim", "Job", "ConfigMap"}
+                                              "PersistentVolumeClaim", "Job", "ConfigMap", "NetworkPolicy"}
 
 
 @pytest.mark.parametrize("kind, mutate, expected", [

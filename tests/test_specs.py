@@ -58,7 +58,8 @@ def test_stage_pipelines_run_their_notebook_through_the_stage_runner(name):
 
 def test_tensorboard_is_a_service_over_the_model_logs():
     spec = load("tensorboard")
-    assert spec["service"] == {"internalPort": 6006, "externalPort": 30606, "type": "NodePort"}
+    # ClusterIP: reached by port-forward, never from every node's address (issue 11, item 10).
+    assert spec["service"] == {"internalPort": 6006, "externalPort": 6006, "type": "ClusterIP"}
     assert spec["input"] == {"pfs": {"repo": "model", "glob": "/"}}
     assert spec["transform"]["cmd"][:3] == ["tensorboard", "--logdir", "/pfs/model/logs"]
 

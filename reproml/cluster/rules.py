@@ -117,6 +117,35 @@ def capacity_errors(root: Path) -> list[str]:
     return errors
 
 
+def default_deny(policy: dict) -> bool:
+    """Whether a NetworkPolicy denies all ingress to every pod of its namespace."""
+    spec = policy.get("spec") or {}
+    return (spec.get("podSelector") in ({}, None) and "Ingress" in (spec.get("policyTypes") or [])
+            and not spec.get("ingress"))
+
+
+def exposure_errors(root: Path) -> list[str]:
+    """Check that nothing we run is open to the whole cluster or to every node's address.
+
+    Every namespace our pod templates (and the SeldonDeployment) run in denies ingress by default, and
+    no service pipeline opens a node port or a load balancer.
+    """
+    from reproml.cluster import specs as cluster_specs
+
+    denied = {doc["metadata"].get("namespace") for _, doc in objects(root, "NetworkPolicy") if default_deny(doc)}
+    used = {doc["metadata"].get("namespace") for _, doc in objects(root) if podsecurity.pod_templates(doc)}
+    used.add(seldon_template()["metadata"]["namespace"])
+    errors = [f"{NAMESPACES_DIR}: namespace {name} runs our pods but no NetworkPolicy denies ingress by default; "
+              "add one (podSelector: {}, policyTypes: [Ingress]) beside env/k8s/reproml/network-policies.yaml"
+              for name in sorted(used - denied)]
+    for name, spec in cluster_specs.load_specs(Path(root) / "pachyderm").items():
+        kind = (spec.get("service") or {}).get("type", "NodePort" if spec.get("service") else None)
+        if kind in ("NodePort", "LoadBalancer"):
+            errors.append(f"pachyderm/{name}.yaml: service.type: {kind} opens the service outside the cluster "
+                          "without authentication; use ClusterIP and kubectl port-forward")
+    return errors
+
+
 def runtime_errors(root: Path) -> list[str]:
     """Check every runtime rule over the repository.
 
@@ -130,4 +159,5 @@ def runtime_errors(root: Path) -> list[str]:
     apps = objects(root, "Application")
     projects = {doc["metadata"]["name"]: doc for _, doc in objects(root, "AppProject")}
     return (argo.destination_errors(apps, projects) + argo.apply_size_errors(root, apps)
-            + argo.patch_target_errors(apps) + pod_security_errors(root) + capacity_errors(root))
+            + argo.patch_target_errors(apps) + pod_security_errors(root) + capacity_errors(root)
+            + exposure_errors(root))
