@@ -27,18 +27,18 @@ $(STAMP): $(PIPELINE_REQS) env/requirements-nodeps.txt env/constraints-pipeline.
 
 serving-env: .venv-serving/.installed  ## create .venv-serving: Seldon Core 1.17.1 + TensorFlow (the model server)
 
-.venv-serving/.installed: env/requirements-serving.txt pyproject.toml
+.venv-serving/.installed: env/requirements-serving.txt env/constraints-serving.txt pyproject.toml
 	test -x .venv-serving/bin/python || $(PYTHON) -m venv .venv-serving
-	.venv-serving/bin/pip install --quiet -r env/requirements-serving.txt
+	.venv-serving/bin/pip install --quiet -r env/requirements-serving.txt -c env/constraints-serving.txt
 	.venv-serving/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 lab-env: .venv-lab/.installed  ## create .venv-lab: JupyterLab with jupytext, nbdime, nbconvert (for people)
 
-.venv-lab/.installed: env/requirements-lab.txt
+.venv-lab/.installed: env/requirements-lab.txt env/constraints-lab.txt
 	test -x .venv-lab/bin/python || $(PYTHON) -m venv .venv-lab
 	.venv-lab/bin/pip install --quiet --upgrade pip==25.1.1
-	.venv-lab/bin/pip install --quiet -r env/requirements-lab.txt
+	.venv-lab/bin/pip install --quiet -r env/requirements-lab.txt -c env/constraints-lab.txt
 	touch $@
 
 browser:  ## headless Chromium + ChromeDriver for the report-site tests (Debian packages)
@@ -78,11 +78,19 @@ images:  ## build the four container images at env/IMAGE_VERSION (needs docker; 
 	docker build -f env/Dockerfile.serving $(BUILD_ARGS) -t ghcr.io/reproml/serving:$(IMAGE_VERSION) .
 	docker build -f env/Dockerfile.notebook $(BUILD_ARGS) -t ghcr.io/reproml/notebook:$(IMAGE_VERSION) .
 
-lock:  ## re-resolve env/constraints-pipeline.txt from the requirement files
+lock:  ## re-resolve env/constraints-{pipeline,lab,serving}.txt from the requirement files
 	rm -rf /tmp/reproml-lock && $(PYTHON) -m venv /tmp/reproml-lock
 	/tmp/reproml-lock/bin/pip install --quiet $(addprefix -r ,$(PIPELINE_REQS))
 	{ echo "# Every transitive package of .venv (pipeline + dev), frozen from a resolved install; regenerate with 'make lock'."; \
 	  /tmp/reproml-lock/bin/pip freeze; } > env/constraints-pipeline.txt
+	rm -rf /tmp/reproml-lock && $(PYTHON) -m venv /tmp/reproml-lock
+	/tmp/reproml-lock/bin/pip install --quiet -r env/requirements-lab.txt
+	{ echo "# Every transitive package of .venv-lab (JupyterLab), frozen from a resolved install; regenerate with 'make lock'."; \
+	  /tmp/reproml-lock/bin/pip freeze; } > env/constraints-lab.txt
+	rm -rf /tmp/reproml-lock && $(PYTHON) -m venv /tmp/reproml-lock
+	/tmp/reproml-lock/bin/pip install --quiet -r env/requirements-serving.txt
+	{ echo "# Every transitive package of .venv-serving (Seldon Core 1.17.1 + TensorFlow), frozen from a resolved install; regenerate with 'make lock'."; \
+	  /tmp/reproml-lock/bin/pip freeze; } > env/constraints-serving.txt
 
 clean:  ## remove the environments and the local store (asks nothing: the store is rebuilt by `make run`)
 	rm -rf $(VENV) .venv-lab .venv-serving .reproml reports/*/

@@ -15,8 +15,9 @@ IMAGES = ["pipeline", "pipeline-gpu", "serving", "notebook"]
 INSTALLS = {  # image -> (requirement files, constraint files) that its pip installs name
     "pipeline": ({"env/requirements-pipeline.txt"}, {"env/constraints-pipeline.txt"}),
     "pipeline-gpu": ({"/tmp/requirements-gpu.txt"}, {"env/constraints-pipeline.txt"}),
-    "serving": ({"env/requirements-serving.txt"}, set()),
-    "notebook": ({"env/requirements-lab.txt", "env/requirements-pipeline.txt"}, {"env/constraints-pipeline.txt"}),
+    "serving": ({"env/requirements-serving.txt"}, {"env/constraints-serving.txt"}),
+    "notebook": ({"env/requirements-lab.txt", "env/requirements-pipeline.txt", "env/requirements-nodeps.txt"},
+                 {"env/constraints-lab.txt", "env/constraints-pipeline.txt"}),
 }
 IMAGE_REF = re.compile(r"ghcr\.io/reproml/([a-z0-9-]+):([A-Za-z0-9._$()-]+)")
 
@@ -61,6 +62,28 @@ def test_installs_exactly_the_pinned_files(name):
     assert (requirements, constraints) == INSTALLS[name]
     for path in requirements | constraints:
         assert path.startswith("/tmp/") or (ROOT / path).is_file(), path
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_every_resolving_install_is_constrained(name):
+    """A requirement file pins the direct packages; the constraints pin what they bring (issue 11, item 11)."""
+    for words in pip_installs(name):
+        if flag_values(words, "-r") and "--no-deps" not in words:
+            assert flag_values(words, "-c"), (name, words)
+
+
+@pytest.mark.parametrize("requirements, constraints", [
+    ("requirements-pipeline.txt", "constraints-pipeline.txt"), ("requirements-lab.txt", "constraints-lab.txt"),
+    ("requirements-serving.txt", "constraints-serving.txt")])
+def test_constraints_agree_with_the_requirement_pins(requirements, constraints):
+    def pins(name: str) -> dict[str, str]:
+        lines = (ROOT / "env" / name).read_text().splitlines()
+        return {re.sub(r"[-_.]+", "-", n).lower(): v for n, _, v in (line.partition("==") for line in lines
+                                                                      if "==" in line and not line.startswith("#"))}
+
+    locked = pins(constraints)
+    for package, version in pins(requirements).items():
+        assert locked.get(package, version) == version, (package, version, locked.get(package))
 
 
 def test_the_makefile_pins_pip_the_same_way():

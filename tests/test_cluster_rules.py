@@ -247,6 +247,20 @@ def test_a_node_port_service_or_an_open_namespace_is_refused(tmp_path):
     assert errors[1].startswith("pachyderm/tensorboard.yaml: service.type: NodePort")
 
 
+def test_only_katib_trials_meet_katibs_pod_webhook():
+    """Katib v0.16 mutates every pod of an injection-enabled namespace unless the pod opts out."""
+    key = "katib.kubeflow.org/metrics-collector-injection"
+    enabled = {doc["metadata"]["name"] for _, doc in rules.objects(ROOT, "Namespace")
+               if (doc["metadata"].get("labels") or {}).get(key) == "enabled"}
+    assert enabled == {"reproml"}
+    for where, doc in rules.objects(ROOT):
+        if doc["metadata"].get("namespace") in enabled and podsecurity.pod_templates(doc) and doc["kind"] != "Experiment":
+            # The notebook controller copies a Notebook's labels to its pod; other workloads label their template.
+            labels = doc["metadata"].get("labels") if doc["kind"] == "Notebook" else \
+                doc["spec"]["template"]["metadata"].get("labels")
+            assert (labels or {}).get(key) == "disabled", (where, doc["metadata"]["name"])
+
+
 def test_jupyterlab_opens_no_origin():
     assert "allow_origin" not in (ROOT / "env" / "Dockerfile.notebook").read_text()
 

@@ -360,3 +360,11 @@ def test_a_missing_release_file_names_the_commit(pachd_with_release):
     assert done.returncode != 0
     assert f"FileNotFoundError: cannot read calibration.json from release@{commit}" in done.stderr, done.stderr[-3000:]
     assert f"pachctl list file release@{commit}" in done.stderr
+
+
+def test_the_manifest_yaml_repeats_shared_values_instead_of_anchoring_them():
+    manifest = seldon.seldon_deployment(PROVENANCE, "9" * 32, "ghcr.io/reproml/serving:0.1.0", "serving")
+    assert manifest["metadata"]["labels"] is manifest["spec"]["predictors"][0]["labels"]  # shared in memory
+    text = seldon.to_yaml(manifest)
+    assert "&id" not in text and "*id" not in text, text  # kubectl reads anchors, people and diffs do not
+    assert yaml.safe_load(text) == manifest

@@ -113,9 +113,16 @@ def seldon_deployment(provenance: dict, release_commit: str, serving_image: str,
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """A YAML dumper that writes a value shared by two keys twice instead of as an anchor and alias."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
 def to_yaml(manifest: dict) -> str:
-    """The manifest as YAML, keys in the order they were built."""
-    return yaml.safe_dump(manifest, sort_keys=False, default_flow_style=False)
+    """The manifest as YAML, keys in the order they were built; no anchors (`&id001`) for shared values."""
+    return yaml.dump(manifest, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
 
 
 def should_apply(mode: str, credentials: str | Path = ML_USER_DIR) -> tuple[bool, str]:
