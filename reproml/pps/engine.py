@@ -29,6 +29,7 @@ from reproml.pps.spec import PipelineSpec, load_specs, topological_order, upstre
 from reproml.provenance import canonical_hash
 from reproml.stage.contract import ENV_VAR as DATUM_ENV_VAR
 from reproml.stage.contract import DatumContext, DatumResult
+from reproml.stage.lifeline import ENGINE_PID_ENV
 
 
 @dataclass
@@ -249,7 +250,13 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.progress(f"      ... {label}  {time.time() - started:.0f}s  {_last_line(log_path)}")
             except BaseException:
-                process.kill()  # Ctrl-C or a failing sibling: leave no notebook running behind us
+                # Ctrl-C or a failing sibling: leave no notebook running behind us. SIGTERM first, so the
+                # runner can shut its kernel down; SIGKILL if it does not end in time.
+                process.terminate()
+                try:
+                    process.wait(timeout=STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
                 raise
 
     def _merge(self, datums: list[Datum], outputs: dict[int, list[FileInfo]]) -> list[FileInfo]:
@@ -283,7 +290,7 @@ class Engine:
             profile=profile or "", failed_dir=str(job_dir / "failed" / datum.id[:16]),
             result_file=str(job_dir / "results" / f"{datum.id[:16]}.json"))
         inherited = {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV}
-        env = {**inherited, **spec.env, **context.environment(),
+        env = {**inherited, **spec.env, **context.environment(), ENGINE_PID_ENV: str(os.getpid()),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         argv = [sys.executable if cmd[0] in ("python", "python3") else cmd[0], *cmd[1:]]
         started = time.time()
@@ -323,6 +330,7 @@ class Engine:
 
 
 HEARTBEAT_S = 30  # how often a long datum reports that it is still running, with its latest output
+STOP_GRACE_S = 10  # how long a stopped datum may take to shut its kernel down before it is killed
 
 # Variables of the engine's own environment that a datum must not see: a stage reads only its declared inputs,
 # never the store or pachd behind the DAG's back (and a stale context must not shadow the datum's own).

@@ -31,6 +31,7 @@ from reproml.provenance import (
 )
 from reproml.stage import scraps
 from reproml.stage.contract import DatumContext, DatumResult
+from reproml.stage.lifeline import die_with_engine
 
 PROJECT = Path(__file__).resolve().parents[2]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with_engine()
     args = build_parser().parse_args(argv)
     context = DatumContext()  # until the environment's is read: a bad one is reported, not written back
     try:
