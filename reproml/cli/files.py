@@ -31,12 +31,20 @@ def output_file(output: Path) -> Iterator[BinaryIO]:
     stored file found at its last byte, a full disk) leaves `output` as it was.
     """
     check_output_path(output)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
+    except OSError as error:
+        raise ReproError(f"-o {output}: cannot write there: {error.strerror}",
+                         "choose another place, or fix its permissions") from None
     try:
         with os.fdopen(handle, "wb") as writer:
             yield writer
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, output)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ReproError(f"-o {output}: cannot write there: {error.strerror}",
+                         "free some space or choose another place") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -46,6 +46,13 @@ def _print_json(value) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 0 (any free port) to 65535")
+    return int(text)
+
+
 def parse_params(items: list[str]) -> dict[str, dict]:
     """`-p PIPELINE.NAME=VALUE` items as {pipeline: {name: value}}."""
     params: dict[str, dict] = {}
@@ -285,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("ref", nargs="?", default="model@master", metavar="REPO@REF",
                        help="the commit whose logs/ to show (default model@master)")
     board.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    board.add_argument("--port", type=int, default=6006)
+    board.add_argument("--port", type=port_number, default=6006)
     board.set_defaults(func=cmd_tensorboard)
 
     serve = verbs.add_parser("serve", help="serve a released model with Seldon Core on loopback",
@@ -295,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "an HxWx3 uint8 ndarray.")
     serve.add_argument("--release", metavar="COMMIT", help="release@COMMIT (default: the newest release that "
                        "released a model, on release@master)")
-    serve.add_argument("--port", type=int, default=9000, help="REST port (default 9000)")
+    serve.add_argument("--port", type=port_number, default=9000, help="REST port (default 9000)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 "
                        "exposes the server to the network)")
     serve.set_defaults(func=cmd_serve)

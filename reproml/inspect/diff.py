@@ -134,7 +134,8 @@ def diff_commits(source, old: str, new: str, path: str = "", figures: Path | Non
     files = [{f.path: f for f in source.list_files(c, path)} for c in commits]
     if not files[0] and not files[1]:
         raise ReproError(f"no files at /{path} in {old} or {new}", f"see `reproml list file {refs[0].repo}@{refs[0].ref}`")
-    figures = Path(figures) if figures else Path(tempfile.mkdtemp(prefix="reproml-diff-"))
+    temporary = figures is None
+    figures = Path(tempfile.mkdtemp(prefix="reproml-diff-")) if temporary else Path(figures)
     result = CommitDiff(f"{commits[0].repo}@{commits[0].id}", f"{commits[1].repo}@{commits[1].id}")
     result.added = sorted(set(files[1]) - set(files[0]))
     result.removed = sorted(set(files[0]) - set(files[1]))
@@ -152,6 +153,8 @@ def diff_commits(source, old: str, new: str, path: str = "", figures: Path | Non
         else:
             result.changed.append(change)
             drawn += change.kind in ("image", "notebook")
+    if temporary and not any(figures.iterdir()):
+        figures.rmdir()  # nothing drawn: leave no empty folder behind
     return result
 
 

@@ -204,6 +204,9 @@ def add_parser(verbs) -> None:
 
 def cmd_reports(args, store: Store) -> int:
     """The `reports` verb."""
+    if args.out.exists() and not args.out.is_dir():
+        raise ReproError(f"--out {args.out} is a file; the reports go into a folder",
+                         "name a folder (created if missing), e.g. --out reports")
     count = len(layout(store, args.out))
     site = build_site(store, args.out, tuple(args.compare) if args.compare else None)
     print(f"{count} notebook(s) under {args.out}/<pipeline>/<commit>/; site: {site / 'index.html'}")

@@ -135,6 +135,23 @@ class OpenCommit:
             del self.files[name]
 
 
+# What a store folder holds; another non-empty folder is not one (and is not made one by accident).
+_STORE_ENTRIES = {"objects", "tmp", "jobs", "store.db", "store.db-wal", "store.db-shm", "run.lock", "services",
+                  "feedback.lock"}
+_STORE_HINT = "point --store (or $REPROML_STORE) at a reproml store, or at a new or empty folder for a new one"
+
+
+def _check_root(root: Path) -> None:
+    """Refuse a store path that is a file, or a non-empty folder that holds something else."""
+    if root.exists() and not root.is_dir():
+        raise ReproError(f"the store {root} is a file, not a folder", _STORE_HINT)
+    if root.is_dir() and not (root / "store.db").exists():
+        foreign = sorted(entry.name for entry in root.iterdir() if entry.name not in _STORE_ENTRIES)
+        if foreign:
+            raise ReproError(f"{root} is not a reproml store: it has no store.db and holds "
+                             f"{', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}", _STORE_HINT)
+
+
 class Store:
     """The store at a folder: `store.db` (SQLite), `objects/`, `tmp/`, `jobs/`.
 
@@ -144,16 +161,32 @@ class Store:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        for sub in ("objects", "tmp", "jobs"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        _check_root(self.root)
+        try:
+            for sub in ("objects", "tmp", "jobs"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ReproError(f"cannot create the store at {self.root}: {error.strerror}",
+                             "choose a folder you can write with --store or $REPROML_STORE") from None
         self.objects = ObjectStore(self.root / "objects", self.root / "tmp")
         self._lock = threading.RLock()
         self.db = sqlite3.connect(self.root / "store.db", timeout=60, check_same_thread=False,
                                   isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.executescript(SCHEMA)
+        try:
+            tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and not {"repos", "commits"} <= tables:
+                raise ReproError(f"{self.root / 'store.db'} is a database of something else (tables: "
+                                 f"{', '.join(sorted(tables)[:8])}), not a reproml store", _STORE_HINT)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            raise ReproError(f"{self.root / 'store.db'} is not a reproml store ({error})", _STORE_HINT) from None
+        except ReproError:
+            self.db.close()
+            raise
 
     @classmethod
     def open(cls, root: str | Path | None = None) -> "Store":

@@ -125,6 +125,10 @@ class Engine:
         overrides = self.overrides(profile, params or {})
         self._code = package_fingerprint()
         wanted = upstream_closure(self.specs, until) if until else set(self.specs)
+        left_out = sorted(set(params or {}) - wanted)
+        if left_out:  # a parameter that would silently do nothing
+            raise ReproError(f"parameters given for {', '.join(left_out)}, which --until {until} does not run",
+                             f"drop them, or run until a pipeline downstream of {left_out[0]}")
         order = [name for name in topological_order(self.specs) if name in wanted]
         for name in order:
             self._check_parameters(self.specs[name], overrides.get(name, {}))

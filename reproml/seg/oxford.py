@@ -50,7 +50,10 @@ REASONS = {
     "unreadable_mask": "the trimap does not decode, or is not a single-channel image",
     "bad_mask_values": "the trimap holds values outside {1, 2, 3}",
     "size_mismatch": "the image and its trimap differ in width or height",
+    "name_too_long": "the sample name is over 255 bytes, too long for a folder name on common filesystems",
 }
+# A sample becomes a folder named after it; NAME_MAX is 255 bytes on ext4, XFS, APFS and NTFS.
+MAX_NAME_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,16 @@ def parse_list(text: str, where: str = LIST_MEMBER) -> dict[str, Entry]:
     return entries
 
 
+def decode_list(data: bytes, where: str) -> str:
+    """The text of a list.txt; raise `ValueError` naming the file, line and byte when it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{where}, line {line}: byte {data[err.start]:#04x} is not UTF-8 ({err.reason}); "
+                         "save the file as UTF-8") from None
+
+
 def format_list(names: list[str], entries: dict[str, Entry], header: bool = True) -> str:
     """The text of list.txt (with its header) or trainval.txt/test.txt (without) for `names`, in order."""
     species_ids = {species: key for key, species in SPECIES.items()}
@@ -211,7 +224,8 @@ def iter_samples(archive_dir: str | Path, limits: Limits | None = None,
         trimaps = _Shelf(Path(spill), max_held_bytes)
         for member, content in iter_members(annotations, limits):
             if member == LIST_MEMBER:
-                entries = parse_list(content.decode("utf-8"), where=f"{annotations}:{LIST_MEMBER}")
+                entries = parse_list(decode_list(content, f"{annotations}:{LIST_MEMBER}"),
+                                     where=f"{annotations}:{LIST_MEMBER}")
             elif (name := _sample_name(member, TRIMAP_PREFIX, ".png")) is not None:
                 trimaps.put(name, content)
         if entries is None:
@@ -240,6 +254,9 @@ def validate(sample: Sample) -> Accepted | Reject:
         `Accepted` with the mask as a `uint8` array and metadata `{id, class_id, species, breed, width,
         height}`, or `Reject` with the first failed check's reason code.
     """
+    if len(sample.id.encode("utf-8")) > MAX_NAME_BYTES:
+        return Reject(sample.id, "name_too_long", f"{len(sample.id.encode('utf-8'))} bytes; a folder name may "
+                      f"have at most {MAX_NAME_BYTES}")
     if sample.entry is None:
         return Reject(sample.id, "unlisted", f"{sample.id} is not in {LIST_MEMBER}")
     if sample.image is None:
