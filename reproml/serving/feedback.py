@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 from reproml.errors import ReproError
 
 REPO = "feedback"
+DESCRIPTION = "corrections sent to the model server"
 CAT_BREEDS = ("Abyssinian Bengal Birman Bombay British_Shorthair Egyptian_Mau Maine_Coon Persian Ragdoll "
               "Russian_Blue Siamese Sphynx").split()
 DOG_BREEDS = ("american_bulldog american_pit_bull_terrier basset_hound beagle boxer chihuahua "
@@ -69,32 +71,80 @@ def _feedback_lock(store):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def add_feedback(store, image_jpeg: bytes, trimap_png: bytes, breed: str, reward: float, release: dict,
-                 repo: str = REPO) -> tuple[str, str]:
-    """Store one feedback as a new commit in the feedback repo.
+def feedback_sample(image_jpeg: bytes, trimap_png: bytes, breed: str, reward: float,
+                    release: dict) -> tuple[str, dict[str, bytes]]:
+    """The files of one feedback sample, laid out as the module docstring says.
 
     Args:
-        store: a `reproml.pfs.Store`.
         image_jpeg: the image as JPEG bytes.
         trimap_png: the corrected mask as a trimap PNG (mode L, values 1-3, the image's size).
         breed: the pet's breed (one of the 37), which the sample's list.txt line needs.
         reward: the reward sent with the feedback.
         release: what answered the request (release commit and provenance), recorded with the sample.
+
+    Returns:
+        `(sample name, path -> bytes)`.
+    """
+    name = sample_name(breed, image_jpeg, trimap_png)
+    line = list_line(name, breed)
+    record = {"id": name, "breed": breed, "reward": reward, "release": release, "received": time.time()}
+    return name, {f"images/{name}.jpg": image_jpeg, f"annotations/trimaps/{name}.png": trimap_png,
+                  f"annotations/list/{name}.txt": (line + "\n").encode(),
+                  f"feedback/{name}.json": (json.dumps(record, sort_keys=True) + "\n").encode()}
+
+
+def add_feedback(store, image_jpeg: bytes, trimap_png: bytes, breed: str, reward: float, release: dict,
+                 repo: str = REPO) -> tuple[str, str]:
+    """Store one feedback as a new commit in the feedback repo of the local store.
+
+    Args:
+        store: a `reproml.pfs.Store`.
+        image_jpeg, trimap_png, breed, reward, release: as `feedback_sample` takes them.
         repo: the feedback repo.
 
     Returns:
         `(sample name, commit id)`.
     """
-    name = sample_name(breed, image_jpeg, trimap_png)
-    line = list_line(name, breed)
-    record = {"id": name, "breed": breed, "reward": reward, "release": release, "received": time.time()}
-    store.create_repo(repo, description="corrections sent to the model server", exist_ok=True)
+    name, files = feedback_sample(image_jpeg, trimap_png, breed, reward, release)
+    store.create_repo(repo, description=DESCRIPTION, exist_ok=True)
     with _feedback_lock(store):
         with store.commit(repo, description=f"feedback {name} (reward {reward})") as commit:
-            commit.put_file(f"images/{name}.jpg", image_jpeg)
-            commit.put_file(f"annotations/trimaps/{name}.png", trimap_png)
-            commit.put_file(f"annotations/list/{name}.txt", (line + "\n").encode())
-            commit.put_file(f"feedback/{name}.json", (json.dumps(record, sort_keys=True) + "\n").encode())
+            for path, data in files.items():
+                commit.put_file(path, data)
+    return name, commit.id
+
+
+_PACHD_WRITES = threading.Lock()  # one feedback commit at a time from this server process
+
+
+def add_feedback_to_pachd(client, image_jpeg: bytes, trimap_png: bytes, breed: str, reward: float,
+                          release: dict, repo: str = REPO) -> tuple[str, str]:
+    """Store one feedback as a new commit of the feedback repo on Pachyderm (the model server on a cluster).
+
+    The commit is started, written in one ModifyFile call and finished, so stream never reads half a
+    sample; a failed write drops the commit instead of leaving the branch with an open one.
+
+    Args:
+        client: a python-pachyderm client.
+        image_jpeg, trimap_png, breed, reward, release: as `feedback_sample` takes them.
+        repo: the feedback repo (created when missing).
+
+    Returns:
+        `(sample name, commit id)`.
+    """
+    name, files = feedback_sample(image_jpeg, trimap_png, breed, reward, release)
+    with _PACHD_WRITES:
+        if repo not in {info.repo.name for info in client.list_repo()}:
+            client.create_repo(repo, description=DESCRIPTION)
+        commit = client.start_commit(repo, "master", description=f"feedback {name} (reward {reward})")
+        try:
+            with client.modify_file_client(commit) as writer:
+                for path, data in files.items():
+                    writer.put_file_from_bytes(path, data)
+        except Exception:
+            client.drop_commit(commit.id)
+            raise
+        client.finish_commit(commit)
     return name, commit.id
 
 

@@ -284,7 +284,15 @@ class SegmentationModel:
         from reproml.pfs import Store
 
         if not self.store_path:
-            raise RuntimeError("feedback needs a store: set REPROML_STORE (reproml serve does)")
+            # On a cluster the feedback repo is on Pachyderm, where the release came from.
+            address = os.environ.get("PACHD_ADDRESS", "")
+            if not address:
+                raise RuntimeError("feedback needs a store: set REPROML_STORE (reproml serve does) or, on a "
+                                   "cluster, PACHD_ADDRESS (the release's SeldonDeployment does)")
+            import python_pachyderm
+
+            client = python_pachyderm.Client.new_from_pachd_address(address)
+            return fb.add_feedback_to_pachd(client, image, trimap, breed, reward, self._tags)
         store = Store.open(self.store_path)
         try:
             return fb.add_feedback(store, image, trimap, breed, reward, self._tags)
