@@ -16,8 +16,8 @@
 # Decides whether the evaluated model replaces the one being served and, when it does, writes the SeldonDeployment that serves it.
 #
 # **Inputs:** `evaluation_dir`, evaluate's output (`evaluation.json`, `Report.ipynb`, with `model.keras` and
-# `calibration.json` unless `model_dir` names another folder); the current release, found at `current_release`;
-# on the cluster, the `ml-user` service account's token in `ml_user_dir`.
+# `calibration.json` unless `model_dir` names another folder); `current_dir`, the `deployed` repo, whose
+# `release.json` is the release in service; on the cluster, the `ml-user` service account's token in `ml_user_dir`.
 #
 # **Outputs:** `release.json` (the decision, the rule, the numbers with their intervals and the paired comparison,
 # always; the model's per-image statistics for the next gate when released) and, when the model is released,
@@ -44,7 +44,8 @@ max_ece: float = 0.20  # largest expected calibration error after temperature sc
 tolerance: float = 0.01  # how much worse than the current release a metric may be (absolute, metric units)
 bootstrap_resamples: int = 1000  # resamples of the paired test images for the interval of the difference
 bootstrap_seed: int = 0  # seed of those resamples: the same seed gives the same interval and decision
-current_release: str = "release@master"  # where releases are recorded: a local store ref, or repo@branch on Pachyderm
+current_dir: str = ""  # the deployed repo's folder: release.json of the release in service (required)
+deployed_commit: str = ""  # the deployed commit read; the runner sets it from deployed_COMMIT
 serving_image: str = "ghcr.io/reproml/serving:0.1.0"  # the serving image, by exact tag or digest
 namespace: str = "serving"  # Kubernetes namespace of the SeldonDeployment
 deployment_name: str = "reproml-segmentation"  # name of the SeldonDeployment
@@ -61,7 +62,7 @@ output_dir: str = ""  # where release.json and, on release, the manifest and mod
 # the 95 % bootstrap interval over test images that evaluate recorded.
 
 # %%
-notebook.require(evaluation_dir=evaluation_dir, output_dir=output_dir)
+notebook.require(evaluation_dir=evaluation_dir, current_dir=current_dir, output_dir=output_dir)
 model_dir = model_dir or evaluation_dir
 applying, apply_reason = seldon.should_apply(apply, ml_user_dir)  # checked first: a bad value fails before any work
 evaluation = release.read_json(evaluation_dir, "evaluation.json", "evaluate")
@@ -75,15 +76,14 @@ for name, value in candidate.items():
 # %% [markdown]
 # ## The model served now
 #
-# The current release is the newest commit at `current_release` whose `release.json` says it released its
-# model; commits that refused a candidate are skipped, since the model before them is still the one served.
+# The release in service is a declared input: the `deployed` repo, written by the step that puts a release into
+# service (locally `reproml serve`). Its commit is in this job's provenance, so the comparison below names
+# exactly what it compared against, and `reproml reproduce` compares against the same release again.
 
 # %%
-if release.on_cluster():
-    current = release.find_current_release_on_cluster(current_release)
-else:
-    current = release.find_current_release(current_release, release.local_store())
-print("nothing is released yet" if current is None else f"current release: {current.commit}")
+current = release.read_current_release(current_dir)
+print("nothing is in service yet" if current is None else f"in service: release {current.commit} "
+      f"(deployed commit {deployed_commit or 'not given'})")
 if current is not None:
     for name, value in current.metrics.items():
         print(f"{name:15s} {value:.4f}")
@@ -149,15 +149,15 @@ plt.show()
 provenance = manifest_yaml = None
 commit = release.output_commit()
 if decision.released:
-    store = None if release.on_cluster() else release.local_store()
     calibration = release.read_json(model_dir, "calibration.json", "calibrate")
-    provenance = release.resolve_provenance(evaluation, calibration, evaluate_commit, store)
+    provenance = release.resolve_provenance(evaluation, calibration, evaluate_commit)
     manifest = seldon.seldon_deployment(provenance, commit, serving_image, namespace, name=deployment_name)
     manifest_yaml = seldon.to_yaml(manifest)
     print(manifest_yaml)
 record = release.release_record(decision, thresholds, tolerance, provenance, current, serving_image,
                                 deployment_name if decision.released else None, release_commit=commit,
-                                pairing=paired.to_json() if current else None, per_image=evaluation.get("per_image"))
+                                pairing=paired.to_json() if current else None, per_image=evaluation.get("per_image"),
+                                deployed_commit=deployed_commit)
 written = release.write_outputs(output_dir, record, manifest_yaml, model_dir)
 print("wrote", ", ".join(written))
 scraps.glue("release_provenance", provenance or {})  # `provenance` is the runner's scrap of this job

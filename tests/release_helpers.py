@@ -52,3 +52,15 @@ def release_commit(store, files: dict[str, bytes], metrics: dict, released: bool
             commit.put_file(name, data)
         commit.put_file("release.json", json.dumps(record).encode())
     return commit.id
+
+
+def deployed_folder(folder: Path, release_dir: Path | None = None, release_commit: str = "") -> Path:
+    """A `deployed` repo's folder: nothing in service, or the release in `release_dir` as `release_commit`."""
+    from reproml.serving import deployed
+
+    folder.mkdir(parents=True, exist_ok=True)
+    record = dict(deployed.NOTHING_IN_SERVICE)
+    if release_dir is not None:
+        record = {**json.loads((release_dir / "release.json").read_text()), "release_commit": release_commit}
+    (folder / deployed.FILE).write_text(json.dumps(record))
+    return folder

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import PROJECT, reproml
 from reproml.pfs import Store
 from reproml.pps.cachekey import named_paths
@@ -120,6 +122,7 @@ def test_editing_a_module_of_the_installed_package_reruns_the_stages(fixture_pro
     assert _work(store_dir)["copy"] == (2, 0) and _work(store_dir)["other"] == (1, 0)
 
 
+@pytest.mark.unit
 def test_the_key_hashes_what_the_command_names_and_nothing_for_the_project_itself(tmp_path):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "a.py").write_text("x = 1\n")

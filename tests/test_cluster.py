@@ -33,7 +33,8 @@ def test_dry_run_prints_every_request_in_dag_order():
                if line.startswith("# create pipeline ")]
     assert printed == DAG
     assert '"datumTries": "2"' in text  # the request as JSON (protobuf prints int64 as a string)
-    assert lines[-1] == "# dry run: 10 request(s), nothing sent"
+    assert "# create input repo deployed" in text  # the release in service, read by release
+    assert lines[-1] == "# dry run: 11 request(s), nothing sent"
 
 
 def test_dag_order_puts_every_pipeline_after_its_inputs():
@@ -41,7 +42,8 @@ def test_dag_order_puts_every_pipeline_after_its_inputs():
     order = cluster_specs.dag_order(specs)
     for name in order:
         for repo in cluster_specs.input_repos(specs[name].get("input")):
-            assert order.index(repo) < order.index(name), (repo, name, order)
+            if repo in specs:  # not an input repo such as deployed
+                assert order.index(repo) < order.index(name), (repo, name, order)
 
 
 def test_a_cycle_is_named():
@@ -98,7 +100,8 @@ def test_a_folder_source_is_put_into_an_input_repo_once(pachd):  # noqa: F811
     sent = cluster.deploy(address, SPECS, source=str(SAMPLE), out=lambda _: None)
     assert state.writes() == list(cluster.iter_messages(sent))
     methods = [r.method for r in sent]
-    assert methods[0] == "pfs_v2.API/CreateRepo" and sent[0].message.repo.name == "source"
+    assert methods[:2] == ["pfs_v2.API/CreateRepo"] * 2
+    assert [r.message.repo.name for r in sent[:2]] == ["deployed", "source"]  # input repos, sorted
     assert methods[-3:] == ["pfs_v2.API/StartCommit", "pfs_v2.API/ModifyFile", "pfs_v2.API/FinishCommit"]
     stream = state.pipelines["stream"]
     assert stream.input.pfs.repo == "source" and not stream.input.HasField("cron")
@@ -113,6 +116,8 @@ def test_a_folder_source_is_put_into_an_input_repo_once(pachd):  # noqa: F811
 
 def test_a_synthetic_source_becomes_the_stream_parameter():
     requests = cluster.deploy(None, SPECS, source="synthetic:8", dry_run=True, out=lambda _: None)
+    assert [r.message.repo.name for r in requests if r.method == "pfs_v2.API/CreateRepo"] == ["deployed"]
+    requests = [r for r in requests if r.method != "pfs_v2.API/CreateRepo"]
     stream = next(r.message for r in requests if r.message.pipeline.name == "stream")
     assert list(stream.transform.cmd)[-3:] == ["-p", "source", "synthetic:8"]
     assert stream.input.cron.spec == "@daily"
@@ -125,9 +130,11 @@ def test_a_folder_without_the_archives_is_refused(tmp_path):
 
 
 def test_the_gpu_overlay_changes_only_tune_and_model():
-    plain = {r.message.pipeline.name: r.message for r in cluster.deploy(None, SPECS, dry_run=True, out=lambda _: None)}
+    plain = {r.message.pipeline.name: r.message for r in cluster.deploy(None, SPECS, dry_run=True, out=lambda _: None)
+             if r.method == "pps_v2.API/CreatePipeline"}
     gpu = {r.message.pipeline.name: r.message
-           for r in cluster.deploy(None, SPECS, dry_run=True, overlay="gpu", out=lambda _: None)}
+           for r in cluster.deploy(None, SPECS, dry_run=True, overlay="gpu", out=lambda _: None)
+           if r.method == "pps_v2.API/CreatePipeline"}
     for name in ("tune", "model"):
         assert gpu[name].resource_limits.gpu.type == "nvidia.com/gpu"
         assert gpu[name].resource_limits.gpu.number == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from release_helpers import FINGERPRINT, GOOD, evaluate_output, release_commit
+from release_helpers import FINGERPRINT, GOOD, deployed_folder, evaluate_output, release_commit
 
 from reproml.cluster import manifests
 from reproml.errors import ReproError
@@ -118,7 +118,9 @@ def test_provenance_follows_the_store_upstream(tmp_path):
         release.resolve_provenance({}, calibration, ids["evaluate"], None)
 
 
-def _run_release(tmp_path: Path, name: str, metrics: dict, monkeypatch, **evaluation) -> tuple[dict, Path]:
+def _run_release(tmp_path: Path, name: str, metrics: dict, monkeypatch, in_service: tuple[Path, str] | None = None,
+                 **evaluation) -> tuple[dict, Path]:
+    """Run the release notebook on an evaluate-like output, with `in_service` (release folder, commit) deployed."""
     import jupytext
     import papermill
     import scrapbook
@@ -130,50 +132,41 @@ def _run_release(tmp_path: Path, name: str, metrics: dict, monkeypatch, **evalua
     executed = tmp_path / f"{name}.ipynb"
     papermill.execute_notebook(jupytext.read(PROJECT / "notebooks" / "release.py"), str(executed),
                                parameters={"evaluation_dir": str(evaluation_dir), "evaluate_commit": "c" * 32,
-                                           "output_dir": str(output_dir)},
+                                           "current_dir": str(deployed_folder(tmp_path / f"{name}-deployed",
+                                                                              *(in_service or ()))),
+                                           "deployed_commit": "f" * 32, "output_dir": str(output_dir)},
                                kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
     return scrapbook.read_notebook(str(executed)).scraps.data_dict, output_dir
 
 
 def test_release_notebook_releases_a_better_model_and_not_a_worse_one(tmp_path, monkeypatch,
                                                                       strict_seldon_validator):
-    store_root = tmp_path / "store"
-    monkeypatch.setenv("REPROML_STORE", str(store_root))
     scraps, out = _run_release(tmp_path, "first", GOOD, monkeypatch)
     assert (scraps["released"], scraps["rule"]) == (True, "first_release")
     assert sorted(p.name for p in out.iterdir()) == ["calibration.json", "model.keras", "release.json",
                                                      "seldondeployment.yaml"]
     manifest = yaml.safe_load((out / "seldondeployment.yaml").read_text())
     assert not list(strict_seldon_validator.iter_errors(manifest))
-    # Record the release as the local engine would: the output folder becomes a release commit.
-    store = Store.open(store_root)
-    store.create_repo("release")
-    with store.commit("release") as commit:
-        commit.put_dir(out)
 
-    scraps, out = _run_release(tmp_path, "worse", _with(mean_iou=0.60), monkeypatch)
+    scraps, out = _run_release(tmp_path, "worse", _with(mean_iou=0.60), monkeypatch, in_service=(out, "7" * 32))
     assert (scraps["released"], scraps["rule"], scraps["decision"]["metric"]) == (False, "regression", "mean_iou")
     assert "0.6000" in scraps["reason"] and "0.7000" in scraps["reason"]
     record = json.loads((out / "release.json").read_text())
     assert record["released"] is False and record["reason"] == scraps["reason"]
-    assert record["current_release"]["commit"] == commit.id
+    assert record["current_release"]["commit"] == "7" * 32 and record["deployed_commit"] == "f" * 32
     assert sorted(p.name for p in out.iterdir()) == ["release.json"]
 
 
 def test_release_notebook_pairs_the_candidate_with_the_release_on_the_same_images(tmp_path, monkeypatch):
     from test_release_paired import _evaluation
 
-    monkeypatch.setenv("REPROML_STORE", str(tmp_path / "store"))
     first = _evaluation([10] * 20)
     scraps, out = _run_release(tmp_path, "first", release.gate_metrics(first), monkeypatch, **first)
     assert scraps["released"] and json.loads((out / "release.json").read_text())["per_image"] == first["per_image"]
-    store = Store.open(tmp_path / "store")
-    store.create_repo("release")
-    with store.commit("release") as commit:
-        commit.put_dir(out)
     # Worse on average by more than the tolerance, better on half the images: noise, not a regression.
     noisy = _evaluation([0, 30] * 10)
-    scraps, out = _run_release(tmp_path, "noisy", release.gate_metrics(noisy), monkeypatch, **noisy)
+    scraps, out = _run_release(tmp_path, "noisy", release.gate_metrics(noisy), monkeypatch, in_service=(out, "7" * 32),
+                               **noisy)
     record = json.loads((out / "release.json").read_text())
     assert (scraps["released"], scraps["rule"]) == (True, "not_worse"), scraps["reason"]
     assert record["comparison"]["method"] == "paired_bootstrap" and record["comparison"]["n_images"] == 20

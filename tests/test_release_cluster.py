@@ -22,7 +22,7 @@ import pytest
 import yaml
 from google.protobuf import timestamp_pb2, wrappers_pb2
 from python_pachyderm.proto.v2.pfs import pfs_pb2, pfs_pb2_grpc
-from release_helpers import FINGERPRINT, GOOD, evaluate_output, tiny_model
+from release_helpers import FINGERPRINT, GOOD, deployed_folder, evaluate_output, tiny_model
 
 from reproml.errors import ReproError
 from reproml.serving import seldon
@@ -229,10 +229,10 @@ def _run_release(tmp_path: Path, parameters: dict, monkeypatch) -> tuple[dict, P
     evaluation_dir = evaluate_output(tmp_path / "evaluate", GOOD, transform_commit="d" * 32,
                                      calibrate_commit="e" * 32)
     monkeypatch.setenv("PACH_OUTPUT_COMMIT_ID", "9" * 32)
-    monkeypatch.setenv("REPROML_STORE", str(tmp_path / "store"))
     executed, output_dir = tmp_path / "release.ipynb", tmp_path / "out"
     papermill.execute_notebook(jupytext.read(PROJECT / "notebooks" / "release.py"), str(executed),
                                parameters={"evaluation_dir": str(evaluation_dir), "evaluate_commit": "c" * 32,
+                                           "current_dir": str(deployed_folder(tmp_path / "deployed")),
                                            "output_dir": str(output_dir), **parameters},
                                kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
     return scrapbook.read_notebook(str(executed)).scraps.data_dict, output_dir

@@ -69,7 +69,7 @@ def test_the_dag_matches_the_design_table():
     assert inputs == {
         "stream": [], "warehouse": ["stream"], "transform": ["warehouse"], "train": ["transform"],
         "tune": ["transform"], "model": ["transform", "tune"], "calibrate": ["transform", "model"],
-        "evaluate": ["transform", "calibrate"], "release": ["evaluate"], "tensorboard": ["model"],
+        "evaluate": ["transform", "calibrate"], "release": ["evaluate", "deployed"], "tensorboard": ["model"],
     }
     assert load("stream")["input"]["cron"] == {"name": "tick", "spec": "@daily", "overwrite": True}
     assert load("transform")["input"]["pfs"]["glob"] == "/shard-*"

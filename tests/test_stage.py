@@ -84,6 +84,7 @@ def test_help_notebook_lists_typed_parameters_with_their_help():
     assert "learning_rate: Optional[float] = None  # Adam step size" in result.stdout
 
 
+@pytest.mark.unit
 def test_the_datum_context_is_one_json_value_and_unknown_fields_are_an_error():
     context = DatumContext(pfs_root="/tmp/pfs", pipeline="copy", job_id="j", datum_id="d",
                            input_commits={"raw": "c1"}, input_hashes={"raw": "h"}, result_file="/tmp/r.json")
@@ -95,6 +96,7 @@ def test_the_datum_context_is_one_json_value_and_unknown_fields_are_an_error():
         DatumContext.from_json('{"store": "/somewhere"}')
 
 
+@pytest.mark.unit
 def test_without_the_engine_the_context_comes_from_pachyderms_variables():
     context = DatumContext.from_environment({"PACH_JOB_ID": "j", "PACH_DATUM_ID": "d", "PPS_PIPELINE_NAME": "p",
                                              "transform_COMMIT": "c", "REPROML_GIT_COMMIT": "g"})

@@ -193,15 +193,28 @@ class CurrentRelease:
     record: dict
 
 
-def local_store():
-    """The local store (`$REPROML_STORE`, else `./.reproml`) if one exists there, else None.
+def read_current_release(current_dir: str | Path) -> CurrentRelease | None:
+    """The release in service, from the `deployed` repo's folder (the release pipeline's declared input).
 
-    It is never created here: a project that has not run yet has no release, which is not an error.
+    Args:
+        current_dir: the folder holding `deployed`'s release.json (`reproml.serving.deployed`).
+
+    Returns:
+        The release in service, or None when nothing has been put into service yet.
     """
-    from reproml.pfs import Store
-
-    root = Path(os.environ.get("REPROML_STORE") or ".reproml")
-    return Store.open(root) if (root / "store.db").is_file() else None
+    path = Path(current_dir) / RELEASE_FILE
+    if not path.is_file():
+        raise NotFound(f"no {RELEASE_FILE} in {current_dir}",
+                       "current_dir is the `deployed` repo (pachyderm/release.yaml reads it); `reproml run` "
+                       "seeds it and `reproml serve` records the release it serves")
+    record = json.loads(path.read_text())
+    if not record.get("released"):
+        return None
+    if not record.get("release_commit"):
+        raise ReproError(f"{path} says a release is in service but not which commit",
+                         "record releases with `reproml serve` (reproml.serving.deployed.put_in_service)")
+    return CurrentRelease(record["release_commit"], record["metrics"], record["provenance"]["weights_fingerprint"],
+                          record)
 
 
 def find_current_release(ref: str, store) -> CurrentRelease | None:
@@ -311,7 +324,8 @@ def _upstream_commits(store, ref: str) -> dict[str, str]:
 
 def release_record(decision: Decision, thresholds: Thresholds, tolerance: float, provenance: dict | None,
                    current: CurrentRelease | None, serving_image: str, deployment: str | None,
-                   release_commit: str = "", pairing: dict | None = None, per_image: dict | None = None) -> dict:
+                   release_commit: str = "", pairing: dict | None = None, per_image: dict | None = None,
+                   deployed_commit: str = "") -> dict:
     """The content of release.json: the decision, the numbers, what is released and where it comes from.
 
     Args:
@@ -326,6 +340,7 @@ def release_record(decision: Decision, thresholds: Thresholds, tolerance: float,
         pairing: how the candidate was paired with the current release (`Pairing.to_json`), or None.
         per_image: the candidate's per-image statistics (evaluation.json's `per_image`); kept for a
             release, so that the next candidate is paired with it on the same test images.
+        deployed_commit: the `deployed` commit that said which release was in service when the gate ran.
     """
     comparison = None
     if decision.comparison:
@@ -341,6 +356,7 @@ def release_record(decision: Decision, thresholds: Thresholds, tolerance: float,
         "intervals": decision.intervals,
         "comparison": comparison,
         "current_release": None if current is None else {"commit": current.commit, "metrics": current.metrics},
+        "deployed_commit": deployed_commit or None,
         "thresholds": asdict(thresholds),
         "tolerance": tolerance,
         "provenance": provenance,

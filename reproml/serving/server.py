@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from reproml.errors import NotFound, ReproError
+from reproml.serving import deployed
 
 MODEL_CLASS = "reproml.serving.model.SegmentationModel"
 SERVING_VENV = Path(__file__).resolve().parents[2] / ".venv-serving"
@@ -195,7 +196,9 @@ def _stop_group(process: subprocess.Popen, timeout: float) -> int:
 
 
 def serve(release_ref: str | None = None, port: int = 9000, host: str = "127.0.0.1", store=None) -> int:
-    """Serve a release until Ctrl-C or SIGTERM, then stop the server and all its processes.
+    """Put a release into service (`reproml.serving.deployed`) and serve it until Ctrl-C or SIGTERM.
+
+    Then stop the server and all its processes.
 
     Args:
         release_ref: `release@<commit>`, or None for the newest release on `release@master`.
@@ -216,6 +219,11 @@ def serve(release_ref: str | None = None, port: int = 9000, host: str = "127.0.0
     print(f"serving {server.commit} on {server.url} (metrics on port {server.metrics_port}); Ctrl-C stops",
           file=sys.stderr)
     try:
+        server.wait_ready()
+        # Answering is what puts a release into service locally: the next release is gated against it.
+        recorded = deployed.put_in_service(server.store, server.commit, server.release_ref.partition("@")[0])
+        if recorded:
+            print(f"in service: recorded as deployed@{recorded}", file=sys.stderr)
         while not stop["asked"] and server.process.poll() is None:
             time.sleep(0.2)
     finally:

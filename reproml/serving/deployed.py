@@ -1,0 +1,69 @@
+"""The `deployed` repo: which release is in service, as a declared input of the release pipeline.
+
+The release gate compares a candidate with the model served now. Reading that from the release repo itself
+would hide an input from the DAG (Pachyderm also forbids a pipeline reading its own output repo), so the
+step that puts a release into service records it here with a put file, and the release pipeline reads this
+repo through a cross input. Every release commit's provenance then names the exact `deployed` commit it was
+gated against, and `reproml reproduce` re-runs the gate against that one, not against today's.
+
+    deployed@master:/release.json    the release.json of the release in service, with its release_commit;
+                                     {"released": false, ...} until one is put into service
+
+A cross with an input holding no file has no datums (the pipeline would never run), so the repo always holds
+`release.json`: `seed` writes the "nothing in service" record into a new repo. Locally `reproml run` seeds
+it and `reproml serve` puts the release it serves into service; on a cluster the same two writes are
+`pachctl put file deployed@master:/release.json` by the deploy step.
+"""
+
+from __future__ import annotations
+
+import json
+
+from reproml.errors import ReproError
+
+REPO = "deployed"
+FILE = "release.json"
+NOTHING_IN_SERVICE = {"released": False, "release_commit": None,
+                      "reason": "nothing has been put into service yet"}
+
+
+def seed(store) -> str | None:
+    """Create the repo with the "nothing in service" record unless it has a commit; return the new commit id."""
+    store.create_repo(REPO, description="The release in service: written when a release is put into service, "
+                                        "read by the release pipeline's gate.", exist_ok=True)
+    if store.branch_head(REPO) is not None:
+        return None
+    with store.commit(REPO, description="nothing in service yet") as commit:
+        commit.put_file(FILE, _dump(NOTHING_IN_SERVICE))
+    return commit.id
+
+
+def in_service(store) -> dict:
+    """The record in `deployed@master` (the "nothing in service" one before any release)."""
+    if not store.has_repo(REPO) or store.branch_head(REPO) is None:
+        return dict(NOTHING_IN_SERVICE)
+    return json.loads(store.read_file(f"{REPO}@master", FILE))
+
+
+def put_in_service(store, release_commit: str, release_repo: str = "release") -> str | None:
+    """Record `release_repo@release_commit` as the release in service; return the new `deployed` commit id.
+
+    Nothing is written (None is returned) when the release in service already has the same weights: a
+    release of the model being served does not change what the gate compares against.
+    """
+    record = json.loads(store.read_file(f"{release_repo}@{release_commit}", FILE))
+    if not record.get("released"):
+        raise ReproError(f"{release_repo}@{release_commit} did not release its model: {record.get('reason')}",
+                         f"put a release into service; see `reproml list commit {release_repo}`")
+    current = in_service(store)
+    fingerprint = (record.get("provenance") or {}).get("weights_fingerprint")
+    if current.get("released") and (current.get("provenance") or {}).get("weights_fingerprint") == fingerprint:
+        return None
+    seed(store)
+    with store.commit(REPO, description=f"in service: {release_repo}@{release_commit}") as commit:
+        commit.put_file(FILE, _dump({**record, "release_commit": release_commit}))
+    return commit.id
+
+
+def _dump(record: dict) -> bytes:
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()

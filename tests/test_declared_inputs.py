@@ -1,0 +1,69 @@
+"""Every input is declared: what a stage reads comes through its spec's inputs, so the cache, provenance and
+`reproduce` see it (the release in service for release; feedback for stream)."""
+
+import json
+import shutil
+
+import pytest
+from release_helpers import GOOD, evaluate_output, release_commit
+
+from conftest import PROJECT, reproml
+from reproml.errors import ReproError
+from reproml.inspect import reproduce
+from reproml.pfs import Store
+from reproml.serving import deployed
+
+
+def _evaluate_commit(store: Store, tmp_path, name: str, metrics: dict, fingerprint: str) -> str:
+    folder = evaluate_output(tmp_path / name, metrics, transform_commit="d" * 32, calibrate_commit="e" * 32)
+    calibration = json.loads((folder / "calibration.json").read_text())
+    (folder / "calibration.json").write_text(json.dumps({**calibration, "weights_fingerprint": fingerprint}))
+    store.create_repo("evaluate", exist_ok=True)
+    with store.commit("evaluate") as commit:
+        commit.put_dir(folder)
+    return commit.id
+
+
+def _release_record(store: Store, ref: str) -> dict:
+    return json.loads(store.read_file(ref, "release.json"))
+
+
+def test_reproducing_a_release_gates_against_the_release_it_was_gated_against(fixture_project, tmp_path):
+    project = fixture_project([])
+    shutil.copyfile(PROJECT / "pachyderm" / "release.yaml", project / "pachyderm" / "release.yaml")
+    shutil.copyfile(PROJECT / "notebooks" / "release.py", project / "notebooks" / "release.py")
+    store = Store.open(tmp_path / "store")
+    _evaluate_commit(store, tmp_path, "first", GOOD, "1" * 64)
+    reproml("run", store=store.root, cwd=project)  # seeds deployed: nothing in service
+    first = store.branch_head("release")
+    assert _release_record(store, "release@master")["rule"] == "first_release"
+    gated_against = deployed.put_in_service(store, first)  # `reproml serve` does this
+
+    _evaluate_commit(store, tmp_path, "second", {**GOOD, "mean_iou": 0.72}, "2" * 64)
+    reproml("run", store=store.root, cwd=project)
+    second = store.branch_head("release")
+    record = _release_record(store, "release@master")
+    assert record["current_release"]["commit"] == first and record["deployed_commit"] == gated_against
+    assert {(c.repo, c.id) for c in store.inspect_commit("release@master").provenance} >= {("deployed", gated_against)}
+    deployed.put_in_service(store, second)  # the newest release is now the one in service
+
+    result = reproduce.reproduce(store, project, f"release@{second}", progress=lambda line: None)
+    again = _release_record(store, result.reproduced)
+    assert again["current_release"]["commit"] == first, "reproduce compared against today's release in service"
+    assert again["deployed_commit"] == gated_against and again["released"] == record["released"]
+
+
+@pytest.mark.unit
+def test_deployed_is_seeded_once_and_records_a_release_put_into_service_once(tmp_path):
+    store = Store.open(tmp_path / "store")
+    seeded = deployed.seed(store)
+    assert seeded and deployed.seed(store) is None and deployed.in_service(store)["released"] is False
+    refused = release_commit(store, {}, GOOD, released=False)
+    with pytest.raises(ReproError, match=f"release@{refused} did not release its model"):
+        deployed.put_in_service(store, refused)
+    first = release_commit(store, {}, GOOD)
+    recorded = deployed.put_in_service(store, first)
+    assert deployed.in_service(store)["release_commit"] == first
+    same_weights = release_commit(store, {}, {**GOOD, "mean_iou": 0.71})
+    assert deployed.put_in_service(store, same_weights) is None  # the model served did not change
+    assert store.branch_head("deployed") == recorded
