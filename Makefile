@@ -73,6 +73,11 @@ validate: setup  ## check every pipeline spec, overlay and Kubernetes manifest o
 	$(BIN)/reproml validate
 
 images:  ## build the four container images at env/IMAGE_VERSION (needs docker; see env/README.md)
+	@# A published tag is never rebuilt: pods pull IfNotPresent, so a node would keep the old image under it.
+	@for image in pipeline pipeline-gpu serving notebook; do \
+	  if docker manifest inspect ghcr.io/reproml/$$image:$(IMAGE_VERSION) >/dev/null 2>&1; then \
+	    echo "ghcr.io/reproml/$$image:$(IMAGE_VERSION) is published already; bump env/IMAGE_VERSION" >&2; exit 1; fi; \
+	done
 	docker build -f env/Dockerfile.pipeline $(BUILD_ARGS) -t ghcr.io/reproml/pipeline:$(IMAGE_VERSION) .
 	docker build -f env/Dockerfile.pipeline-gpu $(BUILD_ARGS) -t ghcr.io/reproml/pipeline-gpu:$(IMAGE_VERSION) .
 	docker build -f env/Dockerfile.serving $(BUILD_ARGS) -t ghcr.io/reproml/serving:$(IMAGE_VERSION) .

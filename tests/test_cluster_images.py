@@ -178,3 +178,12 @@ def test_the_makefile_builds_the_images_at_that_version():
     assert tags and all(tag.startswith("$(IMAGE_VERSION)") for tag in tags), tags
     built = set(re.findall(r"-f env/Dockerfile\.([a-z0-9-]+)", makefile))
     assert built == set(IMAGES), built
+
+
+def test_a_published_tag_is_never_rebuilt():
+    """Pods pull IfNotPresent (kind load needs it), so a tag must name one image forever (issue 11, item 11)."""
+    recipe = (ROOT / "Makefile").read_text().split("\nimages:", 1)[1].split("\n\n", 1)[0]
+    guard = recipe.index("docker manifest inspect ghcr.io/reproml/$$image:$(IMAGE_VERSION)")
+    assert guard < recipe.index("docker build") and "exit 1" in recipe[guard:recipe.index("docker build")]
+    for image in IMAGES:
+        assert image in recipe.split("for image in", 1)[1].split(";", 1)[0], image
