@@ -233,6 +233,16 @@ def test_pachd_answers_only_the_namespaces_that_need_it():
     assert policy["spec"]["podSelector"]["matchLabels"] == {"app": "pachd", "suite": "pachyderm"}
 
 
+def test_the_unauthenticated_web_app_takes_no_traffic_from_pods():
+    [policy] = [doc for _, doc in rules.objects(ROOT, "NetworkPolicy")
+                if doc["metadata"]["name"] == "deny-ingress-jupyter-web-app"]
+    web = next(doc for _, doc in apps() if doc["metadata"]["name"] == "jupyter-web-app")
+    assert policy["metadata"]["namespace"] == web["spec"]["destination"]["namespace"]
+    # The base's commonLabels put app: jupyter-web-app on its pods (Kubeflow v1.8.0).
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"app": "jupyter-web-app"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in policy["spec"]
+
+
 def test_a_node_port_service_or_an_open_namespace_is_refused(tmp_path):
     for folder in ("argocd", "env/k8s", "pachyderm"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
