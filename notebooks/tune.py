@@ -43,6 +43,7 @@ batch_size_choices: str = "8,16"  # comma-separated choices of the batch size
 dropout_max: float = 0.5  # dropout is searched from 0 to this, in steps of 0.1
 seed: int = 42  # seeds the search, the weights and the data order
 deterministic: bool = True  # TensorFlow op determinism, so the same seed scores trials identically
+mixed_precision: bool = False  # bfloat16 compute on a CPU, float16 on a GPU, as in train (float32 weights)
 output_dir: str = ""  # where the outputs go (required)
 
 # %% [markdown]
@@ -54,7 +55,7 @@ output_dir: str = ""  # where the outputs go (required)
 notebook.require(data_dir=data_dir, output_dir=output_dir)
 out = notebook.output_folder(output_dir)
 training.set_determinism(seed, deterministic)
-device = training.configure_device(mixed_precision=False)
+device = training.configure_device(mixed_precision)
 space = tuning.SearchSpace(
     learning_rate=(learning_rate_min, learning_rate_max),
     base_filters=tuning.parse_choices(base_filters_choices, "base_filters_choices"),

@@ -44,3 +44,19 @@ def test_a_run_with_feedback_as_a_source_includes_the_corrected_sample(tmp_path,
     assert name in accepted and len(accepted) == 7, summary
     source = json.loads(store.read_file("stream@master", "source.json"))
     assert source["parts"][1]["commit"] == commit
+
+
+def test_growing_the_data_moves_no_sample_between_splits(tmp_path, sample_dir):
+    """sample+extra (the full profile's real data) keeps every sample's id, hence its md5 split."""
+    from reproml.seg.splits import split_of
+
+    def splits_of(source: str, folder: str) -> dict[str, str]:
+        sources.fetch(source, tmp_path / folder, progress=None)
+        return {s.id: split_of(s.id) for s in oxford.iter_samples(tmp_path / folder)}
+
+    alone = splits_of(str(sample_dir), "sample")
+    joined = splits_of(f"{sample_dir}+{sample_dir.parent / 'oxford-pets-extra'}", "joined")
+    assert {sample_id: joined.get(sample_id) for sample_id in alone} == alone
+    assert len(joined) == len(alone) + 238  # the extra subset is disjoint from the sample
+    tests = [sum(split == "test" for split in found.values()) for found in (alone, joined)]
+    assert tests[1] > tests[0], tests  # more test images: narrower intervals
