@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from reproml.pfs import Store  # noqa: E402
 from reproml.pps.jobs import Jobs  # noqa: E402
+from reproml.seg.inference import headline_metrics  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SOURCE = f"{DATA / 'oxford-pets-sample'}+{DATA / 'oxford-pets-extra'}"
@@ -33,14 +34,6 @@ SHOWN = ("pixel_accuracy", "iou_pet", "iou_background", "iou_border", "mean_iou"
          "ece_uncalibrated", "nll")
 STAGES = ("stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate")
 BUDGET_MINUTES = 45
-
-
-def flat_metrics(evaluation: dict) -> dict[str, float]:
-    """evaluation.json's headline numbers under the flat names of its `ci95` block (`iou_pet`, ...)."""
-    flat = {name: evaluation[name] for name in evaluation["ci95"] if name in evaluation}
-    flat.update({f"iou_{name}": value for name, value in evaluation["iou"].items()})
-    flat.update({f"dice_{name}": value for name, value in evaluation["dice_per_class"].items()})
-    return flat
 
 
 def stage_minutes(store: Store) -> dict[str, float]:
@@ -74,7 +67,8 @@ def main() -> None:
     wall = (time.perf_counter() - start) / 60
     store = Store.open(args.store)
     evaluation = json.loads(store.read_file("evaluate@master", "evaluation.json"))
-    metrics, ci95, settings = flat_metrics(evaluation), evaluation["ci95"], evaluation["bootstrap"]
+    metrics, ci95 = headline_metrics(evaluation), headline_metrics(evaluation["ci95"])
+    settings = evaluation["bootstrap"]
     print(f"\ntest split: {evaluation['n_samples']} images of {evaluation['img_size']} px, temperature "
           f"{evaluation['temperature']:.3f}; evaluate commit {store.branch_head('evaluate')}")
     print(f"95 % intervals: {settings['method']} bootstrap over {settings['unit']}s, "

@@ -84,8 +84,8 @@ evaluation = inference.evaluation_record(
     bootstrap_seed=bootstrap_seed,
 )
 headline = inference.headline_metrics(evaluation)
-ci95 = evaluation["ci95"]
-with_ci = {name: report.with_interval(value, ci95[name], 4 if name.startswith("ece") else 3)
+ci95 = inference.headline_intervals(evaluation)
+with_ci = {name: report.with_interval(value, ci95[f"{name}_ci95"], 4 if name.startswith("ece") else 3)
            for name, value in headline.items()}  # "0.826 [0.801, 0.848]", as the report prints them
 
 # %% [markdown]
@@ -187,7 +187,8 @@ plt.show()
 #
 # `evaluation.json` is the machine-readable form of this report, read by the release gate: the commits
 # it came from, then the metrics (per-class values under `iou` and `dice_per_class`), their intervals
-# under `ci95` (keyed like the scraps: `ci95["iou_pet"]`) with the `bootstrap` settings, the confusion
+# under `ci95` in the same layout (`ci95["iou"]["pet"]` is the interval of `iou["pet"]`) with the
+# `bootstrap` settings, the confusion
 # matrix, and last `per_image`: each test image's confusion matrix, confidence-bin sums and NLL sum, from
 # which the intervals recompute exactly and the release gate pairs this model with the current release.
 # Each headline scrap `name` has a sibling scrap `name_ci95` = [low, high]. The model and its temperature
@@ -199,7 +200,7 @@ for name in ("model.keras", "calibration.json"):
     shutil.copyfile(Path(model_dir) / name, out / name)
 for name, value in headline.items():
     scraps.glue(name, report.finite_or_none(value) if isinstance(value, float) else value)
-for name, interval in inference.headline_intervals(evaluation).items():
+for name, interval in ci95.items():
     scraps.glue(name, [report.finite_or_none(bound) for bound in interval])
 scraps.glue("temperature", temperature)
 scraps.glue("n_test_samples", len(ids))

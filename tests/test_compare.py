@@ -70,3 +70,21 @@ def test_the_compare_verb_needs_two_runs_or_all(store, capsys):
     code, out = run_verb(compare, ["compare", "evaluate@master", "evaluate@master", "--json"], store, capsys)
     data = json.loads(out)
     assert code == 0 and data["differences"] == [] and len(data["shared"]) == 7
+
+
+def test_intervals_are_shown_beside_their_metric_and_per_image_statistics_are_not_metrics(store):
+    run = make_run(store, 0.002)
+    evaluation = {"pixel_accuracy": 0.8, "iou": {"pet": 0.7, "border": None},
+                  "ci95": {"pixel_accuracy": [0.75, 0.85], "iou": {"pet": [0.6, 0.8], "border": [None, None]}},
+                  "bootstrap": {"resamples": 1000, "seed": 0},
+                  "per_image": {"sample_ids": ["a", "b"], "confusion_matrix": [[[3, 1], [0, 4]], [[2, 0], [1, 5]]]}}
+    with store.commit("evaluate", provenance=[run["transform"], run["calibrate"]], origin="auto") as commit:
+        commit.put_file("evaluation.json", json.dumps(evaluation).encode())
+    result = compare.compare_runs(store, f"evaluate@{run['evaluate'].id}", "evaluate@master")
+    assert result.metrics_b == {"pixel_accuracy": 0.8, "iou.pet": 0.7}
+    assert result.intervals_b == {"pixel_accuracy": [0.75, 0.85], "iou.pet": [0.6, 0.8], "iou.border": [None, None]}
+    text = compare.format_comparison(result)
+    assert "0.7 [0.6, 0.8]" in text and "per_image" not in text and "ci95" not in text
+    rows = compare.compare_all(store)
+    assert rows["metrics"] == ["dice", "ece", "iou.pet", "mean_iou", "pixel_accuracy"]
+    assert "0.8 [0.75, 0.85]" in compare.format_all(rows)

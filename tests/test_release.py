@@ -171,4 +171,4 @@ def test_release_notebook_pairs_the_candidate_with_the_release_on_the_same_image
     assert (scraps["released"], scraps["rule"]) == (True, "not_worse"), scraps["reason"]
     assert record["comparison"]["method"] == "paired_bootstrap" and record["comparison"]["n_images"] == 20
     low, high = record["comparison"]["differences"]["pixel_accuracy"]["ci95"]
-    assert low < -0.01 < high and record["intervals"]["pet_iou"] == noisy["ci95"]["iou_pet"]
+    assert low < -0.01 < high and record["intervals"]["pet_iou"] == noisy["ci95"]["iou"]["pet"]

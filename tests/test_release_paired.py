@@ -42,9 +42,8 @@ def _naive_point_rule(candidate: dict, current: dict) -> bool:
 
 def _naive_interval_rule(candidate: dict, current: dict) -> bool:
     """Released by comparing two unpaired intervals: worse only where they do not overlap."""
-    for name, (_, higher_is_better) in release.GATED.items():
-        (c_low, c_high), (r_low, r_high) = (candidate["ci95"][release.HEADLINE_NAME[name]],
-                                            current["ci95"][release.HEADLINE_NAME[name]])
+    for read, higher_is_better in release.GATED.values():
+        (c_low, c_high), (r_low, r_high) = read(candidate["ci95"]), read(current["ci95"])
         if (c_high < r_low - TOLERANCE) if higher_is_better else (c_low > r_high + TOLERANCE):
             return False
     return True
@@ -146,5 +145,5 @@ def test_release_json_records_the_rule_the_interval_and_keeps_the_statistics():
     assert record["comparison"]["method"] == "paired_bootstrap"
     assert "interval" in record["comparison"]["rule"] and record["comparison"]["n_images"] == 20
     assert record["comparison"]["differences"]["pet_iou"]["ci95"] == found.differences["pet_iou"]["ci95"]
-    assert record["intervals"]["pet_iou"] == candidate["ci95"]["iou_pet"]
+    assert record["intervals"]["pet_iou"] == candidate["ci95"]["iou"]["pet"]
     assert record["per_image"]["sample_ids"] == candidate["per_image"]["sample_ids"]  # paired with next time

@@ -23,10 +23,10 @@ def test_the_report_prints_and_scraps_every_interval(tmp_path) -> None:
     evaluation = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert evaluation["bootstrap"]["resamples"] == 200 and len(evaluation["per_image"]["sample_ids"]) == 5
     scraps = notebook.scraps
-    for name in inference.headline_metrics(evaluation):
-        scrap = np.array(scraps[f"{name}_ci95"].data, dtype=float)  # None (no interval) reads as NaN
-        assert np.allclose(scrap, np.array(evaluation["ci95"][name], dtype=float), atol=1e-6, equal_nan=True), name
-    low, high = evaluation["ci95"]["iou_pet"]
+    for name, interval in inference.headline_intervals(evaluation).items():
+        scrap = np.array(scraps[name].data, dtype=float)  # None (no interval) reads as NaN
+        assert np.allclose(scrap, np.array(interval, dtype=float), atol=1e-6, equal_nan=True), name
+    low, high = evaluation["ci95"]["iou"]["pet"]
     summary = next(o["data"]["text/markdown"] for c in notebook.node.cells for o in c.get("outputs", [])
                    if "**Headline**" in o.get("data", {}).get("text/markdown", ""))
     assert f"[{low:.3f}, {high:.3f}]" in summary

@@ -9,6 +9,11 @@ the comparison lists what a person could have changed: parameters, the notebook,
 project's git commit, the environment, and (for pipelines without inputs) the data. A commit that
 differs only because its inputs did is reported as re-made, not as a difference. Metrics come from
 `evaluation.json` (its `metrics` object) or, without one, from the numeric scraps of `Report.ipynb`.
+
+A metric's 95 % interval, where the run recorded one, is shown beside it: evaluation.json's `ci95` holds
+them in the metrics' own layout (`ci95.iou.pet` = `[low, high]` is the interval of `iou.pet`), and a
+scrap `name` has its interval in the scrap `name_ci95`. Neither they nor the per-image statistics they
+are drawn from (`per_image`) nor the `bootstrap` settings are metrics.
 """
 
 import json
@@ -23,6 +28,8 @@ from reproml.inspect.nbdiff import ValueChange, flatten, value_changes
 from reproml.provenance import canonical_hash
 
 RUN_REPO = "evaluate"  # a run is a commit of this pipeline: the end of the chain that has metrics
+NOT_METRICS = ("ci95", "bootstrap", "per_image")  # blocks of evaluation.json that describe the metrics
+INTERVAL_SCRAP = "_ci95"  # the scrap `x_ci95` holds the interval of the scrap `x`
 _HASH = re.compile(r"\b[0-9a-f]{32,64}\b")
 
 
@@ -38,11 +45,14 @@ class Comparison:
     metrics: list[ValueChange] = field(default_factory=list)
     metrics_a: dict = field(default_factory=dict)
     metrics_b: dict = field(default_factory=dict)
+    intervals_a: dict = field(default_factory=dict)  # {metric: [low, high]} where the run recorded one
+    intervals_b: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"a": self.a, "b": self.b, "differences": self.differences, "shared": self.shared,
                 "remade": self.remade, "metrics": [m.to_json() for m in self.metrics],
-                "metrics_a": self.metrics_a, "metrics_b": self.metrics_b}
+                "metrics_a": self.metrics_a, "metrics_b": self.metrics_b,
+                "intervals_a": self.intervals_a, "intervals_b": self.intervals_b}
 
 
 def _numbers(flat: dict) -> dict:
@@ -51,15 +61,26 @@ def _numbers(flat: dict) -> dict:
 
 def run_metrics(source, commit, cache: RecordCache | None = None) -> dict:
     """A run's numeric metrics as {dotted name: number}, from evaluation.json or Report.ipynb's scraps."""
+    return run_results(source, commit, cache)[0]
+
+
+def run_results(source, commit, cache: RecordCache | None = None) -> tuple[dict, dict]:
+    """A run's metrics ({dotted name: number}) and their intervals ({dotted name: [low, high]})."""
     files = {f.path: f for f in source.list_files(commit)}
     if "evaluation.json" in files:
         data = json.loads(source.read_file(commit, "evaluation.json"))
-        return _numbers(flatten(data["metrics"] if isinstance(data.get("metrics"), dict) else data))
+        data = data["metrics"] if isinstance(data.get("metrics"), dict) else data
+        bounds = flatten(data.get("ci95") or {})  # {"iou.pet[0]": low, "iou.pet[1]": high, ...}
+        intervals = {key[:-3]: [bounds[key], bounds[key[:-3] + "[1]"]] for key in bounds if key.endswith("[0]")}
+        return _numbers(flatten({k: v for k, v in data.items() if k not in NOT_METRICS})), intervals
     notebooks = [f for p, f in files.items() if p.endswith("Report.ipynb")]
     if notebooks:
         record = (cache or RecordCache(source)).get(commit, notebooks[0].path, notebooks[0].sha256)
-        return _numbers(flatten(record.scraps))
-    return {}
+        scraps = {k: v for k, v in record.scraps.items() if not k.endswith(INTERVAL_SCRAP)}
+        intervals = {k[:-len(INTERVAL_SCRAP)]: v for k, v in record.scraps.items()
+                     if k.endswith(INTERVAL_SCRAP) and isinstance(v, list) and len(v) == 2}
+        return _numbers(flatten(scraps)), intervals
+    return {}, {}
 
 
 def _by_repo(graph: dict) -> dict[str, dict]:
@@ -142,7 +163,8 @@ def compare_runs(source, a, b, cache: RecordCache | None = None) -> Comparison:
         if not changed:
             result.remade.append(repo)
     roots = [source.resolve(ref) for ref in (a, b)]
-    result.metrics_a, result.metrics_b = (run_metrics(source, r, cache) for r in roots)
+    (result.metrics_a, result.intervals_a), (result.metrics_b, result.intervals_b) = (
+        run_results(source, r, cache) for r in roots)
     result.metrics = value_changes(result.metrics_a, result.metrics_b)
     return result
 
@@ -165,8 +187,9 @@ def compare_all(source, repo: str = RUN_REPO, branch: str | None = "master") -> 
         facts = {}
         for pipeline, node in _by_repo(graph).items():
             facts.update({f"{pipeline}.{k}": v for k, v in own_facts(node).items()})
-        rows.append({"run": graph["root"], "finished": info.finished, "facts": facts,
-                     "metrics": run_metrics(source, info, cache)})
+        metrics, intervals = run_results(source, info, cache)
+        rows.append({"run": graph["root"], "finished": info.finished, "facts": facts, "metrics": metrics,
+                     "intervals": intervals})
     cache.flush()
     keys = sorted({k for r in rows for k in r["facts"]})
     varying = [k for k in keys if len({json.dumps(r["facts"].get(k), sort_keys=True) for r in rows}) > 1]
@@ -187,6 +210,13 @@ def _cell(value) -> str:
         return f"{value:.4g}"
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return _HASH.sub(lambda m: m.group(0)[:12], text)  # hashes and commit ids: 12 characters say enough
+
+
+def with_interval(value, interval: list | None) -> str:
+    """A metric as `_cell` shows it, with its 95 % interval when there is one: `0.826 [0.801, 0.848]`."""
+    if value is None or not interval or None in interval:
+        return _cell(value)
+    return f"{_cell(value)} [{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -214,7 +244,8 @@ def format_comparison(result: Comparison) -> str:
         rows = []
         for key in keys:
             a, b = result.metrics_a.get(key), result.metrics_b.get(key)
-            rows.append([key, _cell(a), _cell(b), f"{b - a:+.4g}" if a is not None and b is not None else "-"])
+            rows.append([key, with_interval(a, result.intervals_a.get(key)), with_interval(b, result.intervals_b.get(key)),
+                         f"{b - a:+.4g}" if a is not None and b is not None else "-"])
         lines.append(table(rows, ["METRIC", "A", "B", "DELTA"]))
     else:
         lines.append("metrics: none found (no evaluation.json or Report.ipynb scraps)")
@@ -226,7 +257,8 @@ def format_all(runs: dict) -> str:
     header = ["RUN", "CREATED", *runs["parameters"], *runs["metrics"]]
     rows = [[short(r["run"]), datetime.fromtimestamp(r["finished"]).strftime("%Y-%m-%d %H:%M") if r["finished"]
              else "-", *(_cell(r["parameters"][k]) for k in runs["parameters"]),
-             *(_cell(r["metrics"].get(k)) for k in runs["metrics"])] for r in runs["rows"]]
+             *(with_interval(r["metrics"].get(k), r["intervals"].get(k)) for k in runs["metrics"])]
+            for r in runs["rows"]]
     return table(rows, header)
 
 

@@ -19,7 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from reproml.errors import ReproError
-from reproml.inspect.compare import RUN_REPO, _cell, compare_all, compare_runs
+from reproml.inspect.compare import RUN_REPO, _cell, compare_all, compare_runs, with_interval
 from reproml.inspect.lineage import RecordCache, format_text, lineage, notebook_files, scrap_of, short
 from reproml.pfs import CommitRef, Store
 
@@ -114,7 +114,8 @@ def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None,
         when = datetime.fromtimestamp(run["finished"]).strftime("%Y-%m-%d %H:%M") if run["finished"] else "-"
         rows.append([f"<code>{html.escape(short(run['run']))}</code>", when,
                      *(html.escape(_cell(run["parameters"][k])) for k in runs["parameters"]),
-                     *(html.escape(_cell(run["metrics"].get(k))) for k in runs["metrics"]),
+                     *(html.escape(with_interval(run["metrics"].get(k), run["intervals"].get(k)))
+                       for k in runs["metrics"]),
                      " ".join(links), f"<a href='{lineage_href}'>lineage</a>"])
     refs = [r["run"] for r in runs["rows"]]
     compare_link = ""
@@ -158,7 +159,8 @@ def _compare_page(store: Store, site: Path, a: str, b: str) -> str:
         va, vb = result.metrics_a.get(key), result.metrics_b.get(key)
         delta = vb - va if va is not None and vb is not None else None
         css = "" if not delta else " class='pos'" if delta > 0 else " class='neg'"
-        metric_rows.append([html.escape(key), _cell(va), _cell(vb),
+        metric_rows.append([html.escape(key), html.escape(with_interval(va, result.intervals_a.get(key))),
+                            html.escape(with_interval(vb, result.intervals_b.get(key))),
                             f"<span{css}>{f'{delta:+.4g}' if delta is not None else '-'}</span>"])
     figures = []
     pairs = zip(_images(store, store.resolve(result.a)), _images(store, store.resolve(result.b)), strict=False)

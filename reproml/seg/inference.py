@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,10 +61,11 @@ def evaluation_record(
     calibrated probabilities, with the uncalibrated values alongside. A commit not given is written as
     null (unknown), never as a placeholder.
 
-    Every headline metric has a 95 % bootstrap interval over test images under `ci95`, keyed by the
-    flat names of `headline_metrics` (`ci95["iou_pet"] == [low, high]`); `bootstrap` says how it was
-    drawn, and `per_image` holds the statistics it was drawn from (see `reproml.seg.bootstrap`), so
-    `bootstrap.intervals(bootstrap.stats_from_json(record["per_image"]), ...)` gives the same numbers.
+    Every headline metric has a 95 % bootstrap interval over test images under `ci95`, which mirrors
+    the layout of the metrics: the interval of `record["iou"]["pet"]` is `record["ci95"]["iou"]["pet"]`
+    (`[low, high]`, null where not defined). `bootstrap` says how it was drawn, and `per_image` holds the
+    statistics it was drawn from (see `reproml.seg.bootstrap`), so `bootstrap.intervals(
+    bootstrap.stats_from_json(record["per_image"]), ...)` gives the same numbers, by flat name.
 
     Args:
         calibrate_commit: Commit of calibrate's output (model.keras + calibration.json evaluated here).
@@ -105,7 +107,7 @@ def evaluation_record(
         "ece_uncalibrated": calib["ece_before"],
         "nll_uncalibrated": calib["nll_before"],
         "ece_bins": n_bins,
-        "ci95": bootstrap.intervals(stats, class_names, bootstrap_resamples, bootstrap_seed),
+        "ci95": nest(bootstrap.intervals(stats, class_names, bootstrap_resamples, bootstrap_seed), class_names),
         "bootstrap": {"method": "percentile", "unit": "test image", "confidence": bootstrap.CONFIDENCE,
                       "resamples": bootstrap_resamples, "seed": bootstrap_seed},
         "confusion_matrix": {
@@ -124,6 +126,15 @@ def headline_metrics(record: dict[str, object]) -> dict[str, float]:
     return flat
 
 
+def nest(flat: Mapping[str, object], class_names: Sequence[str]) -> dict[str, object]:
+    """Values by flat headline name laid out as evaluation.json lays out the metrics (`headline_metrics` undone)."""
+    nested = {name: flat[name] for name in ("pixel_accuracy", "mean_iou", "dice")}
+    nested["iou"] = {name: flat[f"iou_{name}"] for name in class_names}
+    nested["dice_per_class"] = {name: flat[f"dice_{name}"] for name in class_names}
+    nested.update({name: flat[name] for name in HEADLINE if name not in nested})
+    return nested
+
+
 def headline_intervals(record: dict[str, object]) -> dict[str, list[float]]:
     """The 95 % interval of each headline metric, keyed `<name>_ci95` as the scraps are (`iou_pet_ci95`)."""
-    return {f"{name}_ci95": record["ci95"][name] for name in headline_metrics(record)}
+    return {f"{name}_ci95": interval for name, interval in headline_metrics(record["ci95"]).items()}

@@ -1,8 +1,8 @@
 """The evidence the release gate weighs: the candidate's intervals and its paired difference from the release.
 
-evaluate writes, in evaluation.json, a 95 % bootstrap interval of every headline metric (`ci95`) and the
-per-image statistics they come from (`per_image`); a release keeps the statistics of its model in
-release.json. Here both are read, the images both models were evaluated on are paired, and the gate
+evaluate writes, in evaluation.json, a 95 % bootstrap interval of every headline metric (`ci95`, laid out
+like the metrics, so `GATED`'s readers read it) and the per-image statistics they come from (`per_image`);
+a release keeps the statistics of its model in release.json. Here both are read, the images both models were evaluated on are paired, and the gate
 receives plain numbers (`reproml.serving.release.decide` stays a pure function of them).
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reproml.seg import bootstrap
-from reproml.serving.release import GATED, HEADLINE_NAME
+from reproml.seg import bootstrap, inference
+from reproml.serving.release import GATED
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ def candidate_intervals(evaluation: Mapping) -> dict[str, list[float]] | None:
     if not ci95:
         return None
     # JSON has no NaN: an interval that is not defined (a class absent from every image) reads as null.
-    return {name: [float("nan") if bound is None else float(bound) for bound in ci95[HEADLINE_NAME[name]]]
-            for name in GATED}
+    return {name: [float("nan") if bound is None else float(bound) for bound in read(ci95)]
+            for name, (read, _) in GATED.items()}
 
 
 def pair(evaluation: Mapping, current_per_image: Mapping | None, resamples: int = bootstrap.RESAMPLES,
@@ -86,4 +86,5 @@ def pair(evaluation: Mapping, current_per_image: Mapping | None, resamples: int 
     differences = bootstrap.paired_difference_intervals(
         bootstrap.subset(candidate_stats, mine), bootstrap.subset(current_stats, theirs), class_names,
         resamples, seed)
-    return Pairing({name: differences[HEADLINE_NAME[name]] for name in GATED}, len(mine), resamples, seed)
+    nested = inference.nest(differences, class_names)
+    return Pairing({name: read(nested) for name, (read, _) in GATED.items()}, len(mine), resamples, seed)

@@ -30,8 +30,6 @@ GATED: dict[str, tuple[Callable[[Mapping], float], bool]] = {
     "pet_iou": (lambda e: e["iou"]["pet"], True),
     "ece": (lambda e: e["ece"], False),
 }
-# The name of each gated metric among evaluate's headline metrics (the keys of evaluation.json's ci95).
-HEADLINE_NAME = {"pixel_accuracy": "pixel_accuracy", "mean_iou": "mean_iou", "pet_iou": "iou_pet", "ece": "ece"}
 # How the no-regression rule compared, as release.json records it.
 COMPARISONS = {
     "paired_bootstrap": "worse only when the 95 % paired-bootstrap interval of candidate - current on the same "
