@@ -30,7 +30,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reproml.serving import pairing, release, seldon
+from reproml.serving import gate, pairing, release, seldon
 from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
@@ -66,8 +66,8 @@ notebook.require(evaluation_dir=evaluation_dir, current_dir=current_dir, output_
 model_dir = model_dir or evaluation_dir
 applying, apply_reason = seldon.should_apply(apply, ml_user_dir)  # checked first: a bad value fails before any work
 evaluation = release.read_json(evaluation_dir, "evaluation.json", "evaluate")
-candidate = release.gate_metrics(evaluation, where=str(Path(evaluation_dir) / "evaluation.json"))
-thresholds = release.Thresholds(pixel_accuracy=min_pixel_accuracy, mean_iou=min_mean_iou,
+candidate = gate.gate_metrics(evaluation, where=str(Path(evaluation_dir) / "evaluation.json"))
+thresholds = gate.Thresholds(pixel_accuracy=min_pixel_accuracy, mean_iou=min_mean_iou,
                                 pet_iou=min_pet_iou, ece=max_ece)
 intervals = pairing.candidate_intervals(evaluation)
 for name, value in candidate.items():
@@ -111,7 +111,7 @@ elif paired.differences is not None:
     for name, found in paired.differences.items():
         low, high = found["ci95"]
         print(f"  {name:15s} candidate - current {found['difference']:+.4f}  [{low:+.4f}, {high:+.4f}]")
-decision = release.decide(candidate, current.metrics if current else None, thresholds, tolerance,
+decision = gate.decide(candidate, current.metrics if current else None, thresholds, tolerance,
                           intervals=intervals, differences=paired.differences)
 print(f"released: {decision.released}; rule: {decision.rule}; {decision.reason}")
 scraps.glue("released", decision.released)

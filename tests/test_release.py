@@ -14,11 +14,11 @@ from release_helpers import FINGERPRINT, GOOD, deployed_folder, evaluate_output,
 from reproml.cluster import manifests
 from reproml.errors import ReproError
 from reproml.pfs import CommitRef, Store
-from reproml.serving import release, seldon
+from reproml.serving import gate, release, seldon
 
 PROJECT = Path(__file__).resolve().parent.parent
 SELDON_SCHEMA = PROJECT.parent / "shared" / "schemas" / "crds" / "machinelearning.seldon.io" / "seldondeployment_v1.json"
-THRESHOLDS = release.Thresholds(pixel_accuracy=0.8, mean_iou=0.5, pet_iou=0.5, ece=0.1)
+THRESHOLDS = gate.Thresholds(pixel_accuracy=0.8, mean_iou=0.5, pet_iou=0.5, ece=0.1)
 
 
 def _with(**changes) -> dict:
@@ -37,7 +37,7 @@ def _with(**changes) -> dict:
     (_with(pet_iou=0.40, mean_iou=0.6), _with(mean_iou=0.75), False, "threshold", "pet_iou"),  # thresholds first
 ])
 def test_gate_decisions(candidate, current, released, rule, metric):
-    decision = release.decide(candidate, current, THRESHOLDS, tolerance=0.01)
+    decision = gate.decide(candidate, current, THRESHOLDS, tolerance=0.01)
     assert (decision.released, decision.rule, decision.metric) == (released, rule, metric), decision.reason
     if metric:
         assert f"{candidate[metric]:.4f}" in decision.reason, decision.reason
@@ -46,7 +46,7 @@ def test_gate_decisions(candidate, current, released, rule, metric):
 def test_gate_metrics_names_the_missing_metric():
     evaluation = {"pixel_accuracy": 0.9, "mean_iou": 0.7, "ece": 0.1, "iou": {"background": 0.8}}
     with pytest.raises(ReproError, match="pet_iou"):
-        release.gate_metrics(evaluation)
+        gate.gate_metrics(evaluation)
 
 
 @pytest.fixture(scope="module")
@@ -161,11 +161,11 @@ def test_release_notebook_pairs_the_candidate_with_the_release_on_the_same_image
     from test_release_paired import _evaluation
 
     first = _evaluation([10] * 20)
-    scraps, out = _run_release(tmp_path, "first", release.gate_metrics(first), monkeypatch, **first)
+    scraps, out = _run_release(tmp_path, "first", gate.gate_metrics(first), monkeypatch, **first)
     assert scraps["released"] and json.loads((out / "release.json").read_text())["per_image"] == first["per_image"]
     # Worse on average by more than the tolerance, better on half the images: noise, not a regression.
     noisy = _evaluation([0, 30] * 10)
-    scraps, out = _run_release(tmp_path, "noisy", release.gate_metrics(noisy), monkeypatch, in_service=(out, "7" * 32),
+    scraps, out = _run_release(tmp_path, "noisy", gate.gate_metrics(noisy), monkeypatch, in_service=(out, "7" * 32),
                                **noisy)
     record = json.loads((out / "release.json").read_text())
     assert (scraps["released"], scraps["rule"]) == (True, "not_worse"), scraps["reason"]

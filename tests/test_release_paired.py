@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from reproml.seg import inference
-from reproml.serving import pairing, release
+from reproml.serving import gate, pairing, release
 
 pytestmark = pytest.mark.unit
 CLASSES = ("pet", "background", "border")
 SIZE = 16
-THRESHOLDS = release.Thresholds(pixel_accuracy=0.8, mean_iou=0.5, pet_iou=0.5, ece=0.2)
+THRESHOLDS = gate.Thresholds(pixel_accuracy=0.8, mean_iou=0.5, pet_iou=0.5, ece=0.2)
 TOLERANCE = 0.01
 
 
@@ -36,22 +36,22 @@ def _evaluation(pet_errors: list[int], first_id: int = 0) -> dict:
 
 def _naive_point_rule(candidate: dict, current: dict) -> bool:
     """Released by comparing point estimates: no metric worse by more than the tolerance."""
-    return release.decide(release.gate_metrics(candidate), release.gate_metrics(current), THRESHOLDS,
+    return gate.decide(gate.gate_metrics(candidate), gate.gate_metrics(current), THRESHOLDS,
                           TOLERANCE).released
 
 
 def _naive_interval_rule(candidate: dict, current: dict) -> bool:
     """Released by comparing two unpaired intervals: worse only where they do not overlap."""
-    for read, higher_is_better in release.GATED.values():
+    for read, higher_is_better in gate.GATED.values():
         (c_low, c_high), (r_low, r_high) = read(candidate["ci95"]), read(current["ci95"])
         if (c_high < r_low - TOLERANCE) if higher_is_better else (c_low > r_high + TOLERANCE):
             return False
     return True
 
 
-def _paired_rule(candidate: dict, current: dict) -> release.Decision:
+def _paired_rule(candidate: dict, current: dict) -> gate.Decision:
     found = pairing.pair(candidate, current["per_image"])
-    return release.decide(release.gate_metrics(candidate), release.gate_metrics(current), THRESHOLDS, TOLERANCE,
+    return gate.decide(gate.gate_metrics(candidate), gate.gate_metrics(current), THRESHOLDS, TOLERANCE,
                           intervals=pairing.candidate_intervals(candidate), differences=found.differences)
 
 
@@ -88,20 +88,20 @@ def test_a_paired_regression_names_the_metric_and_its_interval():
 
 
 def test_ece_is_worse_when_its_difference_lies_above_the_tolerance():
-    differences = {name: {"difference": 0.0, "ci95": [-0.001, 0.001]} for name in release.GATED}
+    differences = {name: {"difference": 0.0, "ci95": [-0.001, 0.001]} for name in gate.GATED}
     metrics = {"pixel_accuracy": 0.9, "mean_iou": 0.8, "pet_iou": 0.8, "ece": 0.05}
     differences["ece"] = {"difference": 0.03, "ci95": [0.02, 0.04]}  # higher ECE is worse
-    decision = release.decide(metrics, metrics, THRESHOLDS, TOLERANCE, differences=differences)
+    decision = gate.decide(metrics, metrics, THRESHOLDS, TOLERANCE, differences=differences)
     assert (decision.released, decision.metric) == (False, "ece")
     differences["ece"] = {"difference": -0.03, "ci95": [-0.04, -0.02]}
-    assert release.decide(metrics, metrics, THRESHOLDS, TOLERANCE, differences=differences).released
+    assert gate.decide(metrics, metrics, THRESHOLDS, TOLERANCE, differences=differences).released
 
 
 def test_thresholds_judge_the_point_estimate_and_report_the_interval():
     candidate = _evaluation([60, 80] * 5)  # pet IoU (128 - 70) / 128 = 0.4531 on average, below 0.5
     intervals = pairing.candidate_intervals(candidate)
-    thresholds = release.Thresholds(pixel_accuracy=0.6, mean_iou=0.5, pet_iou=0.5, ece=0.3)
-    decision = release.decide(release.gate_metrics(candidate), None, thresholds, TOLERANCE, intervals=intervals)
+    thresholds = gate.Thresholds(pixel_accuracy=0.6, mean_iou=0.5, pet_iou=0.5, ece=0.3)
+    decision = gate.decide(gate.gate_metrics(candidate), None, thresholds, TOLERANCE, intervals=intervals)
     assert (decision.released, decision.rule, decision.metric) == (False, "threshold", "pet_iou")
     low, high = intervals["pet_iou"]
     assert f"0.4531 (95 % interval [{low:.4f}, {high:.4f}])" in decision.reason
@@ -122,7 +122,7 @@ def test_without_a_pairing_the_point_estimates_are_compared(current_per_image, n
     candidate, current = _evaluation([0, 30] * 10), _evaluation([10] * 20)
     found = pairing.pair(candidate, current_per_image)
     assert found.differences is None and note in found.note
-    decision = release.decide(release.gate_metrics(candidate), release.gate_metrics(current), THRESHOLDS,
+    decision = gate.decide(gate.gate_metrics(candidate), gate.gate_metrics(current), THRESHOLDS,
                               TOLERANCE, differences=found.differences)
     assert (decision.released, decision.comparison) == (False, "point_estimate")
 
@@ -138,7 +138,7 @@ def test_release_json_records_the_rule_the_interval_and_keeps_the_statistics():
     candidate, current = _evaluation([0, 30] * 10), _evaluation([10] * 20)
     found = pairing.pair(candidate, current["per_image"])
     decision = _paired_rule(candidate, current)
-    served = release.CurrentRelease("9" * 32, release.gate_metrics(current), "f" * 64, {})
+    served = release.CurrentRelease("9" * 32, gate.gate_metrics(current), "f" * 64, {})
     record = release.release_record(decision, THRESHOLDS, TOLERANCE, {"weights_fingerprint": "f" * 64}, served,
                                     "image@sha256:" + "0" * 64, "deployment", pairing=found.to_json(),
                                     per_image=candidate["per_image"])

@@ -189,7 +189,7 @@ def test_deterministic_training_gives_the_same_weights_fingerprint(tmp_path: Pat
 
 def test_evaluation_record_is_what_the_release_gate_reads() -> None:
     from reproml.seg import inference, report
-    from reproml.serving.release import gate_metrics
+    from reproml.serving.gate import gate_metrics
 
     labels = np.array([[[0, 1], [2, 1]]])
     logits = np.eye(3)[[[[0, 1], [1, 1]]]] * 4.0  # border predicted as background

@@ -3,7 +3,7 @@
 evaluate writes, in evaluation.json, a 95 % bootstrap interval of every headline metric (`ci95`, laid out
 like the metrics, so `GATED`'s readers read it) and the per-image statistics they come from (`per_image`);
 a release keeps the statistics of its model in release.json. Here both are read, the images both models were evaluated on are paired, and the gate
-receives plain numbers (`reproml.serving.release.decide` stays a pure function of them).
+receives plain numbers (`reproml.serving.gate.decide` stays a pure function of them).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reproml.seg import bootstrap, inference
-from reproml.serving.release import GATED
+from reproml.serving.gate import GATED
 
 
 @dataclass(frozen=True)
