@@ -34,7 +34,8 @@ def test_dry_run_prints_every_request_in_dag_order():
     assert printed == DAG
     assert '"datumTries": "2"' in text  # the request as JSON (protobuf prints int64 as a string)
     assert "# create input repo deployed" in text  # the release in service, read by release
-    assert lines[-1] == "# dry run: 11 request(s), nothing sent"
+    assert "# seed deployed@master with release.json" in text  # else release's cross has no datum
+    assert lines[-1] == "# dry run: 14 request(s), nothing sent"
 
 
 def test_dag_order_puts_every_pipeline_after_its_inputs():
@@ -59,7 +60,11 @@ def test_deploy_sends_exactly_the_planned_requests_and_a_second_deploy_nothing(p
     assert list(cluster.iter_messages(sent)) == list(cluster.iter_messages(planned))
     assert state.writes() == list(cluster.iter_messages(planned))
     assert sorted(state.pipelines) == sorted(DAG)
-    assert all(not msg.update for _, msg in state.writes())
+    assert all(not msg.update for m, msg in state.writes() if m == "pps_v2.API/CreatePipeline")
+    # release crosses evaluate with deployed: deployed holds "nothing in service" before any pipeline runs.
+    from reproml.serving import deployed
+
+    assert state.head("deployed")["files"] == deployed.seed_files()
 
     state.requests.clear()
     lines: list[str] = []
@@ -67,7 +72,7 @@ def test_deploy_sends_exactly_the_planned_requests_and_a_second_deploy_nothing(p
     assert state.writes() == []
     assert lines[-1] == "deployed: 0 request(s) sent, 10 pipeline(s) unchanged"
     assert {m for m, _ in state.requests} == {"pfs_v2.API/ListRepo", "pps_v2.API/ListPipeline",
-                                              "pps_v2.API/InspectPipeline"}
+                                              "pps_v2.API/InspectPipeline", "pfs_v2.API/InspectCommit"}
 
 
 def test_a_changed_spec_updates_only_that_pipeline(pachd, tmp_path):  # noqa: F811
@@ -117,7 +122,7 @@ def test_a_folder_source_is_put_into_an_input_repo_once(pachd):  # noqa: F811
 def test_a_synthetic_source_becomes_the_stream_parameter():
     requests = cluster.deploy(None, SPECS, source="synthetic:8", dry_run=True, out=lambda _: None)
     assert [r.message.repo.name for r in requests if r.method == "pfs_v2.API/CreateRepo"] == ["deployed"]
-    requests = [r for r in requests if r.method != "pfs_v2.API/CreateRepo"]
+    requests = [r for r in requests if r.message.DESCRIPTOR.name == "CreatePipelineRequest"]
     stream = next(r.message for r in requests if r.message.pipeline.name == "stream")
     assert list(stream.transform.cmd)[-3:] == ["-p", "source", "synthetic:8"]
     assert stream.input.cron.spec == "@daily"

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from google.protobuf import timestamp_pb2, wrappers_pb2
+from google.protobuf import empty_pb2, timestamp_pb2, wrappers_pb2
 from python_pachyderm.proto.v2.pfs import pfs_pb2, pfs_pb2_grpc
 from release_helpers import FINGERPRINT, GOOD, deployed_folder, evaluate_output, tiny_model
 
@@ -260,13 +260,39 @@ def test_release_notebook_applies_nothing_without_the_token(tmp_path, monkeypatc
 
 
 class ReleaseFiles(pfs_pb2_grpc.APIServicer):
-    """pachd's PFS InspectCommit and GetFile over the files of one release commit; records what was asked."""
+    """pachd's PFS over one release commit (InspectCommit, GetFile) and the deployed repo (read and written)."""
 
     def __init__(self, repo: str, commit: str, files: dict[str, bytes]):
         self.repo, self.commit, self.files = repo, commit, files
         self.asked: list[tuple[str, str, str, str]] = []
         self.waits: list[int] = []  # the commit state each InspectCommit waited for
         self.error = ""  # a failed job's commit finishes with its error
+        self.repos = {repo}
+        self.deployed: list[dict[str, bytes]] = []  # the deployed repo's finished commits, oldest first
+        self._open: dict[str, bytes] = {}
+
+    def ListRepo(self, request, context):
+        for name in sorted(self.repos):
+            yield pfs_pb2.RepoInfo(repo=pfs_pb2.Repo(name=name, type="user"))
+
+    def CreateRepo(self, request, context):
+        self.repos.add(request.repo.name)
+        return empty_pb2.Empty()
+
+    def StartCommit(self, request, context):
+        self._open = dict(self.deployed[-1]) if self.deployed else {}
+        return pfs_pb2.Commit(id=uuid.uuid4().hex, branch=request.branch)
+
+    def ModifyFile(self, request_iterator, context):
+        for request in request_iterator:
+            if request.HasField("add_file"):
+                path = request.add_file.path.lstrip("/")
+                self._open[path] = self._open.get(path, b"") + request.add_file.raw.value
+        return empty_pb2.Empty()
+
+    def FinishCommit(self, request, context):
+        self.deployed.append(self._open)
+        return empty_pb2.Empty()
 
     def InspectCommit(self, request, context):
         # pachd blocks until the commit reaches `wait`; this commit is finished already.
@@ -277,6 +303,11 @@ class ReleaseFiles(pfs_pb2_grpc.APIServicer):
 
     def GetFile(self, request, context):
         file = request.file
+        if file.commit.branch.repo.name == "deployed":
+            if not self.deployed:
+                context.abort(grpc.StatusCode.NOT_FOUND, "branch master not found in repo deployed")
+            yield wrappers_pb2.BytesValue(value=self.deployed[-1][file.path.lstrip("/")])
+            return
         self.asked.append((file.commit.branch.repo.name, file.commit.branch.name, file.commit.id, file.path))
         if (file.commit.branch.repo.name, file.commit.id) != (self.repo, self.commit):
             context.abort(grpc.StatusCode.NOT_FOUND, f"commit {file.commit.id} not found")
@@ -317,6 +348,9 @@ from reproml.serving.model import SegmentationModel
 model = SegmentationModel(release_commit=sys.argv[2])
 if sys.argv[1] == "fetch":
     print(json.dumps(sorted(p.name for p in model._fetch_release().iterdir())))
+elif sys.argv[1] == "load-twice":  # a second pod of the same release, or the same pod restarted
+    model.load()
+    SegmentationModel(release_commit=sys.argv[2]).load()
 else:
     model.load()
     print(json.dumps({"ready": model.ready, "input_size": model.input_size, "tags": model.tags()}))
@@ -343,6 +377,16 @@ def test_the_server_loads_its_release_from_pachd(pachd_with_release):
     assert servicer.waits == [pfs_pb2.CommitState.FINISHED]  # files are read only from a finished commit
 
 
+def test_the_served_release_is_recorded_in_service_once(pachd_with_release):
+    """On a cluster the model server writes `deployed`, the release gate's declared input (issue 11, items 6, 9)."""
+    commit, _, servicer = pachd_with_release
+    done = _in_serving_env("load-twice", commit)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "deployed" in servicer.repos and len(servicer.deployed) == 1  # the same weights are recorded once
+    record = json.loads(servicer.deployed[0]["release.json"])
+    assert record["released"] and record["release_commit"] == commit and record["provenance"] == PROVENANCE
+
+
 def test_a_failed_release_job_is_never_served(pachd_with_release):
     commit, _, servicer = pachd_with_release
     servicer.error = "datum failed"
@@ -350,7 +394,7 @@ def test_a_failed_release_job_is_never_served(pachd_with_release):
     assert done.returncode != 0
     assert f"the release commit release@{commit} belongs to a failed job (datum failed)" in done.stderr, \
         done.stderr[-3000:]
-    assert servicer.asked == []
+    assert servicer.asked == [] and servicer.deployed == []  # nor recorded as in service
 
 
 def test_a_missing_release_file_names_the_commit(pachd_with_release):

@@ -37,12 +37,14 @@ class Request:
         message: the request message; for ``ModifyFile`` the first message (``set_commit``).
         summary: one line for people: what and why.
         files: for ``ModifyFile``: path in the repo -> local file.
+        data: for ``ModifyFile``: path in the repo -> bytes (a seed record, not a local file).
     """
 
     method: str
     message: Message
     summary: str
     files: dict[str, Path] = field(default_factory=dict)
+    data: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,11 +55,26 @@ class ClusterState:
         repos: names of the existing repos.
         pipelines: existing pipeline -> its spec annotation, image and command, as pachd reports them.
         source_head: the description of the source repo's head commit on master, if any.
+        seeded: the seeded input repos (``seeds``) that hold a commit on master.
     """
 
     repos: set[str] = field(default_factory=set)
     pipelines: dict[str, tuple[str, str, tuple[str, ...]]] = field(default_factory=dict)
     source_head: str | None = None
+    seeded: set[str] = field(default_factory=set)
+
+
+def seeds(specs: dict[str, dict]) -> dict[str, dict[str, bytes]]:
+    """Input repos that must hold a file before the pipelines reading them can run: repo -> files.
+
+    A cross with an input holding no file has no datums, so release, which crosses evaluate with
+    ``deployed``, would never run until something is in service: the repo starts with the "nothing in
+    service" record, as `reproml run` seeds it locally; the model server records what it serves later.
+    """
+    from reproml.serving import deployed
+
+    external = set(cluster_specs.external_repos(specs))
+    return {deployed.REPO: deployed.seed_files()} if deployed.REPO in external else {}
 
 
 def pipeline_request(spec: dict, update: bool) -> Message:
@@ -103,6 +120,10 @@ def plan(specs: dict[str, dict], data: cluster_specs.SourceData | None, state: C
         if name not in state.repos:
             message = pfs_pb2.CreateRepoRequest(repo=repo(name), description="input repo created by reproml deploy")
             requests.append(Request("pfs_v2.API/CreateRepo", message, f"create input repo {name}"))
+    for name, files in sorted(seeds(specs).items()):
+        if name not in state.seeded:
+            requests += commit_requests(name, "seeded by reproml deploy", f"seed {name}@{BRANCH} with "
+                                        f"{', '.join(sorted(files))}", data=files)
     for name in cluster_specs.dag_order(specs):
         exists = name in state.pipelines
         request = pipeline_request(specs[name], update=exists)
@@ -113,19 +134,25 @@ def plan(specs: dict[str, dict], data: cluster_specs.SourceData | None, state: C
         verb = "update" if exists else "create"
         requests.append(Request("pps_v2.API/CreatePipeline", request, f"{verb} pipeline {name}"))
     if data is not None and state.source_head != SOURCE_DESCRIPTION + data.digest:
-        branch = pfs_pb2.Branch(repo=repo(data.repo), name=BRANCH)
-        description = SOURCE_DESCRIPTION + data.digest
-        requests.append(Request("pfs_v2.API/StartCommit",
-                                pfs_pb2.StartCommitRequest(branch=branch, description=description),
-                                f"start a commit on {data.repo}@{BRANCH}"))
-        requests.append(Request("pfs_v2.API/ModifyFile",
-                                pfs_pb2.ModifyFileRequest(set_commit=pfs_pb2.Commit(branch=branch)),
-                                f"put {', '.join(sorted(data.files))} into {data.repo}@{BRANCH}",
-                                files=dict(data.files)))
-        requests.append(Request("pfs_v2.API/FinishCommit",
-                                pfs_pb2.FinishCommitRequest(commit=pfs_pb2.Commit(branch=branch)),
-                                f"finish the commit on {data.repo}@{BRANCH}"))
+        requests += commit_requests(data.repo, SOURCE_DESCRIPTION + data.digest,
+                                    f"put {', '.join(sorted(data.files))} into {data.repo}@{BRANCH}",
+                                    files=dict(data.files))
     return requests
+
+
+def commit_requests(name: str, description: str, summary: str, files: dict[str, Path] | None = None,
+                    data: dict[str, bytes] | None = None) -> list[Request]:
+    """Return the StartCommit, ModifyFile and FinishCommit requests that put files into ``name@master``."""
+    from python_pachyderm.proto.v2.pfs import pfs_pb2
+
+    branch = pfs_pb2.Branch(repo=pfs_pb2.Repo(name=name, type="user", project=pfs_pb2.Project(name=PROJECT)),
+                            name=BRANCH)
+    return [Request("pfs_v2.API/StartCommit", pfs_pb2.StartCommitRequest(branch=branch, description=description),
+                    f"start a commit on {name}@{BRANCH}"),
+            Request("pfs_v2.API/ModifyFile", pfs_pb2.ModifyFileRequest(set_commit=pfs_pb2.Commit(branch=branch)),
+                    summary, files=files or {}, data=data or {}),
+            Request("pfs_v2.API/FinishCommit", pfs_pb2.FinishCommitRequest(commit=pfs_pb2.Commit(branch=branch)),
+                    f"finish the commit on {name}@{BRANCH}")]
 
 
 def connect(pachd: str):
@@ -149,13 +176,20 @@ def read_state(client, specs: dict[str, dict], data: cluster_specs.SourceData | 
         state.pipelines[name] = (details.metadata.annotations.get(SPEC_ANNOTATION, ""),
                                  details.transform.image, tuple(details.transform.cmd))
     if data is not None and data.repo in state.repos:
-        try:
-            head = next(iter(client.inspect_commit((data.repo, BRANCH))))
-            state.source_head = head.description
-        except grpc.RpcError as error:  # a repo without commits has no master branch yet
-            if error.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNKNOWN):
-                raise
+        head = _head(client, data.repo)
+        state.source_head = head.description if head is not None else None
+    state.seeded = {name for name in seeds(specs) if name in state.repos and _head(client, name) is not None}
     return state
+
+
+def _head(client, name: str):
+    """The head commit of ``name@master``, or None when the repo has no commit yet."""
+    try:
+        return next(iter(client.inspect_commit((name, BRANCH))))
+    except grpc.RpcError as error:  # a repo without commits has no master branch yet
+        if error.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNKNOWN):
+            raise
+        return None
 
 
 def send(client, requests: list[Request]) -> None:
@@ -172,9 +206,12 @@ def send(client, requests: list[Request]) -> None:
                                 project_name=PROJECT)
         elif request.method == "pfs_v2.API/ModifyFile":
             with client.modify_file_client(request.message.set_commit) as files:
-                files.delete_file("/")  # the commit holds exactly the source's files, nothing left over
+                if request.files:
+                    files.delete_file("/")  # the commit holds exactly the source's files, nothing left over
                 for path, local in sorted(request.files.items()):
                     files.put_file_from_filepath(path, str(local))
+                for path, content in sorted(request.data.items()):
+                    files.put_file_from_bytes(path, content)
         elif request.method == "pfs_v2.API/FinishCommit":
             client.finish_commit(request.message.commit)
         else:
@@ -190,6 +227,8 @@ def describe(request: Request) -> str:
     for path, local in sorted(request.files.items()):
         digest = hashlib.sha256(Path(local).read_bytes()).hexdigest()
         lines.append(f"  add_file {path} <- {local} ({Path(local).stat().st_size} bytes, sha256 {digest})")
+    for path, content in sorted(request.data.items()):
+        lines.append(f"  add_file {path} ({len(content)} bytes, sha256 {hashlib.sha256(content).hexdigest()})")
     return "\n".join(lines)
 
 

@@ -73,6 +73,36 @@ def pachd_address(environ=None) -> str:
                      f"grpc://localhost:30650 with a port-forward ({PORT_FORWARD})")
 
 
+def commit_files(client, repo: str, files: dict[str, bytes], description: str, repo_description: str = "") -> str:
+    """Write files into a new commit on ``repo@master`` of pachd, atomically; return the commit id.
+
+    The repo is created when missing. The commit is started, written in one ModifyFile call and finished,
+    so no reader sees half of it; a failed write drops the commit instead of leaving one open on the branch.
+
+    Args:
+        client: a python-pachyderm client.
+        repo: the repo to write.
+        files: path -> bytes.
+        description: the commit's description.
+        repo_description: the description of the repo if it is created.
+
+    Returns:
+        The new commit's id.
+    """
+    if repo not in {info.repo.name for info in client.list_repo()}:
+        client.create_repo(repo, description=repo_description or None)
+    commit = client.start_commit(repo, "master", description=description)
+    try:
+        with client.modify_file_client(commit) as writer:
+            for path, data in files.items():
+                writer.put_file_from_bytes(path, data)
+    except Exception:
+        client.drop_commit(commit.id)
+        raise
+    client.finish_commit(commit)
+    return commit.id
+
+
 def open_source(args, store):
     """What a verb reads: a `PachdReader` when `--pachd` was given, else the local store."""
     pachd = getattr(args, "pachd", None)

@@ -23,19 +23,26 @@ from reproml.errors import ReproError
 
 REPO = "deployed"
 FILE = "release.json"
+DESCRIPTION = ("The release in service: written when a release is put into service, read by the release "
+               "pipeline's gate.")
 NOTHING_IN_SERVICE = {"released": False, "release_commit": None,
                       "reason": "nothing has been put into service yet"}
 
 
 def seed(store) -> str | None:
     """Create the repo with the "nothing in service" record unless it has a commit; return the new commit id."""
-    store.create_repo(REPO, description="The release in service: written when a release is put into service, "
-                                        "read by the release pipeline's gate.", exist_ok=True)
+    store.create_repo(REPO, description=DESCRIPTION, exist_ok=True)
     if store.branch_head(REPO) is not None:
         return None
     with store.commit(REPO, description="nothing in service yet") as commit:
-        commit.put_file(FILE, _dump(NOTHING_IN_SERVICE))
+        for path, content in seed_files().items():
+            commit.put_file(path, content)
     return commit.id
+
+
+def seed_files() -> dict[str, bytes]:
+    """The files of a new `deployed` repo: the "nothing in service" record (`reproml deploy` seeds pachd)."""
+    return {FILE: _dump(NOTHING_IN_SERVICE)}
 
 
 def in_service(store) -> dict:
@@ -55,14 +62,44 @@ def put_in_service(store, release_commit: str, release_repo: str = "release") ->
     if not record.get("released"):
         raise ReproError(f"{release_repo}@{release_commit} did not release its model: {record.get('reason')}",
                          f"put a release into service; see `reproml list commit {release_repo}`")
-    current = in_service(store)
-    fingerprint = (record.get("provenance") or {}).get("weights_fingerprint")
-    if current.get("released") and (current.get("provenance") or {}).get("weights_fingerprint") == fingerprint:
+    if not changes_service(in_service(store), record):
         return None
     seed(store)
     with store.commit(REPO, description=f"in service: {release_repo}@{release_commit}") as commit:
         commit.put_file(FILE, _dump({**record, "release_commit": release_commit}))
     return commit.id
+
+
+def changes_service(current: dict, record: dict) -> bool:
+    """Whether putting a release with this record into service changes what the gate compares against."""
+    fingerprint = (record.get("provenance") or {}).get("weights_fingerprint")
+    return not (current.get("released") and (current.get("provenance") or {}).get("weights_fingerprint") == fingerprint)
+
+
+def put_in_service_on_pachd(client, record: dict, release_commit: str) -> str | None:
+    """`put_in_service` on a cluster: the model server records the release it loaded in pachd's `deployed`.
+
+    Called once the release commit is finished and its model loaded, so a release whose job failed, or
+    that never became ready, is never recorded; the model served before it stays the one in service.
+
+    Args:
+        client: a python-pachyderm client.
+        record: the loaded release's release.json.
+        release_commit: its release commit id.
+
+    Returns:
+        The new `deployed` commit id, or None when the same weights are in service already.
+    """
+    from reproml.cluster.pachd import commit_files
+
+    try:
+        current = json.loads(client.get_file((REPO, "master"), "/" + FILE).read())
+    except Exception:  # grpc.RpcError NOT_FOUND: no repo or no commit yet, so nothing is in service
+        current = dict(NOTHING_IN_SERVICE)
+    if not changes_service(current, record):
+        return None
+    return commit_files(client, REPO, {FILE: _dump({**record, "release_commit": release_commit})},
+                        f"in service: release@{release_commit}", DESCRIPTION)
 
 
 def _dump(record: dict) -> bytes:

@@ -121,8 +121,7 @@ def add_feedback_to_pachd(client, image_jpeg: bytes, trimap_png: bytes, breed: s
                           release: dict, repo: str = REPO) -> tuple[str, str]:
     """Store one feedback as a new commit of the feedback repo on Pachyderm (the model server on a cluster).
 
-    The commit is started, written in one ModifyFile call and finished, so stream never reads half a
-    sample; a failed write drops the commit instead of leaving the branch with an open one.
+    One atomic commit per sample (`reproml.cluster.pachd.commit_files`), so stream never reads half of one.
 
     Args:
         client: a python-pachyderm client.
@@ -132,20 +131,12 @@ def add_feedback_to_pachd(client, image_jpeg: bytes, trimap_png: bytes, breed: s
     Returns:
         `(sample name, commit id)`.
     """
+    from reproml.cluster.pachd import commit_files
+
     name, files = feedback_sample(image_jpeg, trimap_png, breed, reward, release)
     with _PACHD_WRITES:
-        if repo not in {info.repo.name for info in client.list_repo()}:
-            client.create_repo(repo, description=DESCRIPTION)
-        commit = client.start_commit(repo, "master", description=f"feedback {name} (reward {reward})")
-        try:
-            with client.modify_file_client(commit) as writer:
-                for path, data in files.items():
-                    writer.put_file_from_bytes(path, data)
-        except Exception:
-            client.drop_commit(commit.id)
-            raise
-        client.finish_commit(commit)
-    return name, commit.id
+        commit = commit_files(client, repo, files, f"feedback {name} (reward {reward})", DESCRIPTION)
+    return name, commit
 
 
 def write_source(store, dest: str | Path, ref: str = f"{REPO}@master") -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -32,6 +33,8 @@ from reproml.serving.payload import (
 
 ACCEPTED_TYPES = ("application/json", "multipart/form-data", "application/x-www-form-urlencoded")
 COUNTERS = ("requests", "images", "bad_requests", "feedback")
+
+log = logging.getLogger(__name__)
 
 
 class _Stats:
@@ -121,7 +124,8 @@ class SegmentationModel:
         """Load the model and calibration, compile the inference function, warm it up, freeze the GC."""
         import tensorflow as tf
 
-        folder = Path(self.model_dir) if self.model_dir else self._fetch_release()
+        client = None if self.model_dir else self._pachd_client()
+        folder = Path(self.model_dir) if self.model_dir else self._fetch_release(client)
         for name in ("model.keras", "calibration.json", "release.json"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"no {name} in the release folder {folder}; a release made by the "
@@ -153,6 +157,36 @@ class SegmentationModel:
         gc.collect()
         gc.freeze()  # the loaded TensorFlow objects would otherwise make every full collection ~200 ms
         self.ready = True
+        if client is not None:
+            self._put_in_service(client, release)
+
+    def _put_in_service(self, client, release: dict) -> None:
+        """Record the release this server loaded as the one in service, in pachd's `deployed` repo.
+
+        The release gate compares candidates with it; recording it here, once the release commit is
+        finished and its model serves, means a release that failed or never loaded is never recorded.
+        A failure to record is logged, not raised: serving the model matters more than the bookkeeping.
+        """
+        from reproml.serving import deployed
+
+        try:
+            commit = deployed.put_in_service_on_pachd(client, release, self.release_commit)
+        except Exception as error:  # grpc.RpcError: pachd unreachable or refusing
+            log.warning("could not record release@%s as in service in %s@master: %s; the release gate keeps "
+                        "comparing with the release recorded before", self.release_commit, deployed.REPO, error)
+            return
+        log.info("release@%s %s", self.release_commit,
+                 f"recorded as in service: {deployed.REPO}@{commit}" if commit else "is in service already")
+
+    def _pachd_client(self):
+        """A python-pachyderm client for `PACHD_ADDRESS` (the release's SeldonDeployment sets it)."""
+        import python_pachyderm
+
+        address = os.environ.get("PACHD_ADDRESS", "")
+        if not address:
+            raise ValueError("PACHD_ADDRESS is not set, so the release cannot be fetched from Pachyderm; "
+                             "the release's SeldonDeployment sets it (e.g. grpc://pachd.pachyderm:30650)")
+        return python_pachyderm.Client.new_from_pachd_address(address)
 
     def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         masks, probabilities = self._infer(images)
@@ -170,14 +204,7 @@ class SegmentationModel:
         if not self.release_commit:
             raise ValueError("neither model_dir nor release_commit is set: nothing to serve; set MODEL_DIR, "
                              "or the release_commit parameter that the release's SeldonDeployment carries")
-        if client is None:
-            import python_pachyderm
-
-            address = os.environ.get("PACHD_ADDRESS", "")
-            if not address:
-                raise ValueError("PACHD_ADDRESS is not set, so the release cannot be fetched from Pachyderm; "
-                                 "the release's SeldonDeployment sets it (e.g. grpc://pachd.pachyderm:30650)")
-            client = python_pachyderm.Client.new_from_pachd_address(address)
+        client = client or self._pachd_client()
         # (repo, branch, id): python-pachyderm would read a 2-tuple's id as a branch name unless it looks
         # like a UUIDv4, so the id is named explicitly.
         commit = (self.release_repo, None, self.release_commit)
@@ -289,10 +316,7 @@ class SegmentationModel:
             if not address:
                 raise RuntimeError("feedback needs a store: set REPROML_STORE (reproml serve does) or, on a "
                                    "cluster, PACHD_ADDRESS (the release's SeldonDeployment does)")
-            import python_pachyderm
-
-            client = python_pachyderm.Client.new_from_pachd_address(address)
-            return fb.add_feedback_to_pachd(client, image, trimap, breed, reward, self._tags)
+            return fb.add_feedback_to_pachd(self._pachd_client(), image, trimap, breed, reward, self._tags)
         store = Store.open(self.store_path)
         try:
             return fb.add_feedback(store, image, trimap, breed, reward, self._tags)
