@@ -29,7 +29,16 @@ from reproml.errors import NotFound, ReproError
 from reproml.serving import deployed
 
 MODEL_CLASS = "reproml.serving.model.SegmentationModel"
+# Concurrency of the REST server (Seldon Core's GUNICORN_WORKERS and GUNICORN_THREADS). Seldon's default,
+# one worker with one thread, lets a single client that sends headers and no body hold the whole server.
+# With threads, gunicorn runs its `gthread` worker: a stalled client holds one thread (for at most the
+# model's body_timeout_s, see `SegmentationModel`), and the other threads keep answering. TensorFlow
+# releases the GIL while it computes, so threads of one worker share one copy of the model; each extra
+# worker loads another.
+DEFAULT_WORKERS = 1
+DEFAULT_THREADS = 16
 SERVING_VENV = Path(__file__).resolve().parents[2] / ".venv-serving"
+_SELDON_TYPES = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STRING"}  # Seldon's parameter types
 _HIGH_FD = 10  # sockets are moved above the fds that the handover targets (3 and 4)
 
 
@@ -77,17 +86,22 @@ class Server:
         store: a `reproml.pfs.Store`; the default store when None.
         metrics_port: the Prometheus metrics port (0: any free port).
         workers: gunicorn workers (each loads the model).
+        threads: threads per worker, each answering one request at a time.
+        model_parameters: more `SegmentationModel` arguments (e.g. `body_timeout_s`), passed as Seldon
+            parameters.
         log: a file for the server's output; the terminal when None.
         venv: the serving environment.
     """
 
     def __init__(self, release_ref: str = "release@master", port: int = 9000, host: str = "127.0.0.1",
-                 store=None, metrics_port: int = 0, workers: int = 1, log: Path | None = None,
-                 venv: Path = SERVING_VENV):
+                 store=None, metrics_port: int = 0, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS,
+                 log: Path | None = None, venv: Path = SERVING_VENV, model_parameters: dict | None = None):
         from reproml.pfs import Store
 
         self.store = store if store is not None else Store.open()
         self.release_ref, self.host, self.port, self.workers = release_ref, host, port, workers
+        self.threads = threads
+        self.model_parameters = dict(model_parameters or {})
         self.metrics_port, self.log, self.venv = metrics_port, log, Path(venv)
         self.process: subprocess.Popen | None = None
         self.folder: Path | None = None
@@ -112,10 +126,13 @@ class Server:
         parameters = [{"name": "model_dir", "type": "STRING", "value": str(self.folder)},
                       {"name": "release_commit", "type": "STRING", "value": self.commit},
                       {"name": "store", "type": "STRING", "value": str(self.store.root)}]
+        parameters += [{"name": name, "type": _SELDON_TYPES[type(value)], "value": str(value)}
+                       for name, value in self.model_parameters.items()]
         command = [str(self.venv / "bin" / "python"), "-m", "reproml.serving.server", *map(str, fds), str(executable),
                    MODEL_CLASS, "--service-type", "MODEL", "--http-port", str(self.port),
                    "--metrics-port", str(self.metrics_port), "--grpc-workers", "0",
-                   "--workers", str(self.workers), "--parameters", json.dumps(parameters)]
+                   "--workers", str(self.workers), "--threads", str(self.threads),
+                   "--parameters", json.dumps(parameters)]
         env = {**os.environ, "REPROML_STORE": str(self.store.root), "TF_CPP_MIN_LOG_LEVEL": "2",
                "PYTHONUNBUFFERED": "1"}
         output = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child keeps writing to it
