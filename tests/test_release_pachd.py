@@ -1,4 +1,4 @@
-"""The release's cluster branch against the recorded pachd, and the rule every commit listing follows.
+"""Release history read from the recorded pachd, and the rule every commit listing follows.
 
 pachd lists USER commits only unless asked otherwise (python-pachyderm's defaults: ``all=False``,
 ``origin_kind=USER``), and every commit a pipeline writes is AUTO: a listing that forgets this sees no
@@ -17,7 +17,6 @@ from pachd_fixture import serve
 from pachd_recorded import ReadPFS, RecordedCommit, RecordedPachd
 
 from reproml.cluster import pachd
-from reproml.errors import ReproError
 from reproml.serving import release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,16 +41,16 @@ def releases():
         yield address, state
 
 
-def test_the_cluster_branch_finds_the_release_served_now(releases):
+def test_the_release_history_read_from_pachd_sees_auto_commits(releases):
     address, _ = releases
-    current = release.find_current_release_on_cluster("release@master", f"grpc://{address}")
+    current = release.find_current_release("release@master", pachd.PachdReader.connect(f"grpc://{address}"))
     assert current is not None and current.commit == IDS[0]  # the refusal and the open commit are skipped
     assert current.metrics == {"mean_iou": 0.7} and current.weights_fingerprint == "w0.7"
 
 
 def test_no_release_repo_means_nothing_released(releases):
     address, _ = releases
-    assert release.find_current_release_on_cluster("nothing@master", f"grpc://{address}") is None
+    assert release.find_current_release("nothing@master", pachd.PachdReader.connect(f"grpc://{address}")) is None
 
 
 def test_listing_a_pipeline_output_sees_its_auto_commits(releases):
@@ -73,22 +72,3 @@ def test_every_list_commit_call_names_all_and_origin_kind():
         keywords = {k.arg for k in call.keywords}
         assert {"all", "origin_kind"} <= keywords, f"{path.relative_to(ROOT)}:{call.lineno} lists commits with " \
             "python-pachyderm's defaults (USER commits only); pass all=True and origin_kind"
-
-
-@pytest.mark.parametrize("environ, worker", [
-    ({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, False),  # a Kubeflow notebook is a pod, not a worker
-    ({"PPS_PIPELINE_NAME": "release", "PACH_JOB_ID": "j"}, False),  # the local engine sets these
-    ({"PPS_POD_NAME": "pipeline-release-v1-abc", "PPS_WORKER_GRPC_PORT": "1080"}, True),
-])
-def test_a_pachyderm_worker_is_told_from_any_pod(environ, worker):
-    assert pachd.in_pachyderm_worker(environ) is worker
-
-
-def test_the_pachd_address_is_explicit_outside_a_worker():
-    assert pachd.pachd_address({"PACHD_ADDRESS": "grpc://pachd:30650"}) == "grpc://pachd:30650"
-    worker = {"PPS_POD_NAME": "p", "PPS_WORKER_GRPC_PORT": "1080", "PACHD_PEER_SERVICE_HOST": "10.1.2.3",
-              "PACHD_PEER_SERVICE_PORT": "30653"}
-    assert pachd.pachd_address(worker) == "10.1.2.3:30653"
-    with pytest.raises(ReproError, match="PACHD_ADDRESS is not set") as raised:
-        pachd.pachd_address({"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
-    assert "port-forward" in raised.value.hint

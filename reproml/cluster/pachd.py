@@ -28,7 +28,6 @@ A reader caches what it has read (commits, listings) for its lifetime: one comma
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 
@@ -45,32 +44,6 @@ def add_pachd_option(parser) -> None:
     """Add `--pachd HOST:PORT` (read from a cluster instead of the local store) to a verb's parser."""
     parser.add_argument("--pachd", metavar="HOST:PORT",
                         help=f"read from this Pachyderm cluster instead of the local store ({PORT_FORWARD})")
-
-
-def in_pachyderm_worker(environ=None) -> bool:
-    """Whether this process runs in a Pachyderm pipeline worker.
-
-    pachd sets ``PPS_POD_NAME`` and ``PPS_WORKER_GRPC_PORT`` in worker pods only; the local engine sets
-    neither, and ``KUBERNETES_SERVICE_HOST`` is in every pod (a Kubeflow notebook too), so it says nothing.
-    """
-    environ = os.environ if environ is None else environ
-    return bool(environ.get("PPS_POD_NAME") and environ.get("PPS_WORKER_GRPC_PORT"))
-
-
-def pachd_address(environ=None) -> str:
-    """Where to reach pachd: ``$PACHD_ADDRESS``, else, in a worker, the peer service pachd's Service injects.
-
-    Raises:
-        ReproError: outside a worker with no ``PACHD_ADDRESS`` (a notebook pod, a workstation).
-    """
-    environ = os.environ if environ is None else environ
-    if environ.get("PACHD_ADDRESS"):
-        return environ["PACHD_ADDRESS"]
-    if in_pachyderm_worker(environ) and environ.get("PACHD_PEER_SERVICE_HOST"):
-        return f"{environ['PACHD_PEER_SERVICE_HOST']}:{environ.get('PACHD_PEER_SERVICE_PORT', '30653')}"
-    raise ReproError("no pachd address: PACHD_ADDRESS is not set and this is not a Pachyderm worker",
-                     "set PACHD_ADDRESS=grpc://pachd.pachyderm.svc.cluster.local:30650 (in a pod) or "
-                     f"grpc://localhost:30650 with a port-forward ({PORT_FORWARD})")
 
 
 def commit_files(client, repo: str, files: dict[str, bytes], description: str, repo_description: str = "") -> str:

@@ -96,28 +96,6 @@ def find_current_release(ref: str, store) -> CurrentRelease | None:
     return None
 
 
-def find_current_release_on_cluster(ref: str, address: str | None = None) -> CurrentRelease | None:
-    """As `find_current_release`, read from pachd (all commit origins: release's commits are AUTO).
-
-    Args:
-        ref: where releases are recorded, e.g. `release@master`.
-        address: pachd's address; None takes `reproml.cluster.pachd.pachd_address()`.
-
-    Returns:
-        The current release, or None when none was ever made.
-    """
-    from reproml.cluster.pachd import PachdReader, pachd_address
-
-    return find_current_release(ref, PachdReader.connect(address or pachd_address()))
-
-
-def on_cluster() -> bool:
-    """Whether this process runs in a Pachyderm worker (not merely in some pod: a notebook is one too)."""
-    from reproml.cluster.pachd import in_pachyderm_worker
-
-    return in_pachyderm_worker()
-
-
 def resolve_provenance(evaluation: Mapping, calibration: Mapping, evaluate_commit: str, store=None) -> dict:
     """The commits and hashes a release traces back to.
 
