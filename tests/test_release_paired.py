@@ -147,3 +147,14 @@ def test_release_json_records_the_rule_the_interval_and_keeps_the_statistics():
     assert record["comparison"]["differences"]["pet_iou"]["ci95"] == found.differences["pet_iou"]["ci95"]
     assert record["intervals"]["pet_iou"] == candidate["ci95"]["iou"]["pet"]
     assert record["per_image"]["sample_ids"] == candidate["per_image"]["sample_ids"]  # paired with next time
+
+
+def test_release_json_keeps_the_paired_comparison_when_a_threshold_decides():
+    candidate, current = _evaluation([70] * 20), _evaluation([10] * 20)  # pixel accuracy 0.73 < 0.8
+    found = pairing.pair(candidate, current["per_image"])
+    decision = _paired_rule(candidate, current)
+    assert (decision.rule, decision.metric) == ("threshold", "pixel_accuracy")
+    record = release.release_record(decision, THRESHOLDS, TOLERANCE, None, None, "image", None,
+                                    pairing=found.to_json())
+    assert record["comparison"]["applied"] is False and record["comparison"]["method"] == "paired_bootstrap"
+    assert record["comparison"]["differences"]["pixel_accuracy"]["ci95"][1] < -TOLERANCE

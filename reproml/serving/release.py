@@ -169,9 +169,11 @@ def release_record(decision: Decision, thresholds: Thresholds, tolerance: float,
             release, so that the next candidate is paired with it on the same test images.
         deployed_commit: the `deployed` commit that said which release was in service when the gate ran.
     """
+    # The paired comparison is recorded whenever it was made, also when a threshold decided first.
+    method = decision.comparison or ("paired_bootstrap" if decision.differences else "")
     comparison = None
-    if decision.comparison:
-        comparison = {"method": decision.comparison, "rule": COMPARISONS[decision.comparison],
+    if method:
+        comparison = {"method": method, "rule": COMPARISONS[method], "applied": bool(decision.comparison),
                       "differences": decision.differences, **(pairing or {})}
     return {
         "released": decision.released,
