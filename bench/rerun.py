@@ -17,7 +17,6 @@ sys.path.insert(0, str(ROOT))
 from reproml.pfs import Store  # noqa: E402
 from reproml.pps.engine import Engine  # noqa: E402
 from reproml.pps.jobs import Jobs  # noqa: E402
-from reproml.serving import deployed  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +26,6 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "store")
-        deployed.seed(store)  # as `reproml run` does: release reads the release in service
         engine = Engine(store, ROOT, progress=lambda line: print(line, flush=True))
         params = {"stream": {"source": args.source}}
         started = time.perf_counter()

@@ -16,7 +16,8 @@
 # Brings the two dataset archives into the pipeline and records where they came from and what their bytes are.
 #
 # **Inputs:** a source: `oxford` (the official archives), a folder or URL holding `images.tar.gz` and
-# `annotations.tar.gz`, or `synthetic[:N]` (generated pets, offline).
+# `annotations.tar.gz`, `synthetic[:N]` (generated pets, offline), or `feedback` (the samples corrected through
+# the model server, read from `feedback_dir`, the feedback repo that the spec declares as an input), joined by `+`.
 #
 # **Outputs:** `images.tar.gz`, `annotations.tar.gz` and `source.json` (origin, bytes and sha256 of each
 # archive) in `output_dir`.
@@ -29,6 +30,8 @@ from reproml.stage import notebook, scraps
 # %% tags=["parameters"]
 source: str = "synthetic:64"  # oxford | a folder or file://, http(s):// URL with the two archives | synthetic[:N] | feedback; join with +
 seed: int = 0  # seed of the synthetic generator (other sources ignore it)
+feedback_dir: str = ""  # the feedback repo, stream's declared input: samples the `feedback` source reads
+feedback_commit: str = ""  # that input's commit; the runner sets it from feedback_COMMIT
 output_dir: str = ""  # where the two archives and source.json are written (required)
 
 # %% [markdown]
@@ -44,7 +47,7 @@ notebook.require(output_dir=output_dir)
 for part in source.split("+"):
     parsed = sources.parse_source(part)
     print(f"{parsed.kind} source: {parsed.location}", flush=True)
-info = sources.fetch(source, output_dir, seed=seed)
+info = sources.fetch(source, output_dir, seed=seed, feedback_dir=feedback_dir, feedback_commit=feedback_commit)
 
 # %% [markdown]
 # ## What arrived

@@ -34,8 +34,10 @@ def test_dry_run_prints_every_request_in_dag_order():
     assert printed == DAG
     assert '"datumTries": "2"' in text  # the request as JSON (protobuf prints int64 as a string)
     assert "# create input repo deployed" in text  # the release in service, read by release
+    assert "# create input repo feedback" in text  # corrections sent to the model server, read by stream
     assert "# seed deployed@master with release.json" in text  # else release's cross has no datum
-    assert lines[-1] == "# dry run: 14 request(s), nothing sent"
+    assert "# seed feedback@master with README.md" in text  # else stream's cross has no datum
+    assert lines[-1] == "# dry run: 18 request(s), nothing sent"
 
 
 def test_dag_order_puts_every_pipeline_after_its_inputs():
@@ -61,10 +63,10 @@ def test_deploy_sends_exactly_the_planned_requests_and_a_second_deploy_nothing(p
     assert state.writes() == list(cluster.iter_messages(planned))
     assert sorted(state.pipelines) == sorted(DAG)
     assert all(not msg.update for m, msg in state.writes() if m == "pps_v2.API/CreatePipeline")
-    # release crosses evaluate with deployed: deployed holds "nothing in service" before any pipeline runs.
-    from reproml.serving import deployed
-
-    assert state.head("deployed")["files"] == deployed.seed_files()
+    # release crosses evaluate with deployed, stream its tick with feedback: each input repo starts with the
+    # files of pachyderm/inputs/<repo>/ ("nothing in service"; a README), else the cross would have no datum.
+    assert state.head("deployed")["files"] == {"release.json": (SPECS / "inputs/deployed/release.json").read_bytes()}
+    assert state.head("feedback")["files"] == {"README.md": (SPECS / "inputs/feedback/README.md").read_bytes()}
 
     state.requests.clear()
     lines: list[str] = []
@@ -105,11 +107,12 @@ def test_a_folder_source_is_put_into_an_input_repo_once(pachd):  # noqa: F811
     sent = cluster.deploy(address, SPECS, source=str(SAMPLE), out=lambda _: None)
     assert state.writes() == list(cluster.iter_messages(sent))
     methods = [r.method for r in sent]
-    assert methods[:2] == ["pfs_v2.API/CreateRepo"] * 2
-    assert [r.message.repo.name for r in sent[:2]] == ["deployed", "source"]  # input repos, sorted
+    assert methods[:3] == ["pfs_v2.API/CreateRepo"] * 3
+    assert [r.message.repo.name for r in sent[:3]] == ["deployed", "feedback", "source"]  # input repos, sorted
     assert methods[-3:] == ["pfs_v2.API/StartCommit", "pfs_v2.API/ModifyFile", "pfs_v2.API/FinishCommit"]
     stream = state.pipelines["stream"]
-    assert stream.input.pfs.repo == "source" and not stream.input.HasField("cron")
+    tick, feedback = stream.input.cross  # the cron tick is replaced by the source repo; feedback stays
+    assert tick.pfs.repo == "source" and not tick.HasField("cron") and feedback.pfs.repo == "feedback"
     assert list(stream.transform.cmd)[-2:] == ["--in", "source=source"]
     files = state.head("source")["files"]
     assert files == {f"/{n}": (SAMPLE / n).read_bytes() for n in ("annotations.tar.gz", "images.tar.gz")}
@@ -121,11 +124,11 @@ def test_a_folder_source_is_put_into_an_input_repo_once(pachd):  # noqa: F811
 
 def test_a_synthetic_source_becomes_the_stream_parameter():
     requests = cluster.deploy(None, SPECS, source="synthetic:8", dry_run=True, out=lambda _: None)
-    assert [r.message.repo.name for r in requests if r.method == "pfs_v2.API/CreateRepo"] == ["deployed"]
+    assert [r.message.repo.name for r in requests if r.method == "pfs_v2.API/CreateRepo"] == ["deployed", "feedback"]
     requests = [r for r in requests if r.message.DESCRIPTOR.name == "CreatePipelineRequest"]
     stream = next(r.message for r in requests if r.message.pipeline.name == "stream")
     assert list(stream.transform.cmd)[-3:] == ["-p", "source", "synthetic:8"]
-    assert stream.input.cron.spec == "@daily"
+    assert stream.input.cross[0].cron.spec == "@daily"
     assert all(r.method == "pps_v2.API/CreatePipeline" for r in requests)
 
 

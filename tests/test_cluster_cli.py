@@ -19,8 +19,8 @@ def test_deploy_dry_run_prints_the_requests_in_dag_order(capsys, tmp_path, monke
     out = capsys.readouterr().out
     assert [line.removeprefix("# create pipeline ") for line in out.splitlines()
             if line.startswith("# create pipeline ")] == DAG
-    # 10 pipelines, the deployed repo and its seed commit (start, put release.json, finish)
-    assert out.rstrip().endswith("# dry run: 14 request(s), nothing sent")
+    # 10 pipelines, the deployed and feedback repos and their first commits (start, put the file, finish)
+    assert out.rstrip().endswith("# dry run: 18 request(s), nothing sent")
 
 
 def test_deploy_then_deploy_again_changes_nothing(pachd, capsys, tmp_path, monkeypatch):  # noqa: F811

@@ -31,10 +31,12 @@ def _release_record(store: Store, ref: str) -> dict:
 def test_reproducing_a_release_gates_against_the_release_it_was_gated_against(fixture_project, tmp_path):
     project = fixture_project([])
     shutil.copyfile(PROJECT / "pachyderm" / "release.yaml", project / "pachyderm" / "release.yaml")
+    shutil.copytree(PROJECT / "pachyderm" / "inputs", project / "pachyderm" / "inputs")
     shutil.copyfile(PROJECT / "notebooks" / "release.py", project / "notebooks" / "release.py")
     store = Store.open(tmp_path / "store")
     _evaluate_commit(store, tmp_path, "first", GOOD, "1" * 64)
-    reproml("run", store=store.root, cwd=project)  # seeds deployed: nothing in service
+    first_run = reproml("run", store=store.root, cwd=project)
+    assert "input repo deployed: first commit" in first_run.stdout  # nothing in service yet
     first = store.branch_head("release")
     assert _release_record(store, "release@master")["rule"] == "first_release"
     gated_against = deployed.put_in_service(store, first)  # `reproml serve` does this
@@ -54,10 +56,11 @@ def test_reproducing_a_release_gates_against_the_release_it_was_gated_against(fi
 
 
 @pytest.mark.unit
-def test_deployed_is_seeded_once_and_records_a_release_put_into_service_once(tmp_path):
+def test_a_release_is_recorded_in_service_once_and_deployed_starts_with_nothing_in_service(tmp_path):
+    initial = json.loads((PROJECT / "pachyderm" / "inputs" / "deployed" / deployed.FILE).read_text())
+    assert initial == deployed.NOTHING_IN_SERVICE  # the engine's first commit of deployed says the same
     store = Store.open(tmp_path / "store")
-    seeded = deployed.seed(store)
-    assert seeded and deployed.seed(store) is None and deployed.in_service(store)["released"] is False
+    assert deployed.in_service(store) == deployed.NOTHING_IN_SERVICE
     refused = release_commit(store, {}, GOOD, released=False)
     with pytest.raises(ReproError, match=f"release@{refused} did not release its model"):
         deployed.put_in_service(store, refused)

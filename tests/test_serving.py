@@ -106,14 +106,17 @@ def test_list_lines_match_the_real_list():
 
 def test_feedback_becomes_a_source_stream_reads(tmp_path):
     from reproml.seg import oxford
+    from reproml.seg.sources import write_feedback_archives
 
     store = Store.open(tmp_path / "store")
     trimap = oxford.encode_mask(np.full(_pixels().shape[:2], 2, np.uint8))
     name, commit = feedback.add_feedback(store, IMAGE.read_bytes(), trimap, "american_bulldog", 1.0, {})
     assert [c.id for c in store.list_commits("feedback")] == [commit]
-    info = feedback.write_source(store, tmp_path / "source")
+    # stream sees the repo's files as its declared input (laid out under /pfs/feedback)
+    names = write_feedback_archives(store.materialize("feedback@master", tmp_path / "pfs" / "feedback"),
+                                    tmp_path / "source")
     samples = list(oxford.iter_samples(tmp_path / "source"))
-    assert info["samples"] == [name] and [s.id for s in samples] == [name]
+    assert names == [name] and [s.id for s in samples] == [name]
     accepted = oxford.validate(samples[0])
     assert isinstance(accepted, oxford.Accepted), accepted
     assert accepted.metadata["breed"] == "american_bulldog" and accepted.image == IMAGE.read_bytes()

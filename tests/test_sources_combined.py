@@ -29,14 +29,18 @@ def test_a_sample_in_two_parts_is_refused(tmp_path):
         sources.fetch("synthetic:4+synthetic:2", tmp_path, progress=None)
 
 
+def _trimap(pet) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.where(pet, 1, 2).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_a_run_with_feedback_as_a_source_includes_the_corrected_sample(tmp_path, monkeypatch):
     store_dir = tmp_path / "store"
     store = Store.open(store_dir)
     # The folder's mask.png is a 0/1 RGB mask (the seed's format): the corrected trimap is made from it.
     pet = np.asarray(Image.open(BULLDOG / "mask.png"))[..., 0] == 1
-    buffer = io.BytesIO()
-    Image.fromarray(np.where(pet, 1, 2).astype(np.uint8), mode="L").save(buffer, format="PNG")
-    name, commit = add_feedback(store, (BULLDOG / "image.jpg").read_bytes(), buffer.getvalue(),
+    name, commit = add_feedback(store, (BULLDOG / "image.jpg").read_bytes(), _trimap(pet),
                                 "american_bulldog", 1.0, {"release_commit": "test"})
     reproml("run", "--until", "warehouse", "--source", "synthetic:6+feedback", store=store_dir)
     summary = json.loads(store.read_file("warehouse@master", "summary.json"))
@@ -44,6 +48,16 @@ def test_a_run_with_feedback_as_a_source_includes_the_corrected_sample(tmp_path,
     assert name in accepted and len(accepted) == 7, summary
     source = json.loads(store.read_file("stream@master", "source.json"))
     assert source["parts"][1]["commit"] == commit
+    stream = store.inspect_commit("stream@master")
+    assert ("feedback", commit) in {(c.repo, c.id) for c in stream.provenance}  # a declared input
+
+    # A second correction is a new commit of stream's input: stream re-runs and reads it.
+    second, newer = add_feedback(store, (BULLDOG / "image.jpg").read_bytes(), _trimap(~pet), "american_bulldog",
+                                 0.5, {"release_commit": "test"})
+    again = reproml("run", "--until", "stream", "--source", "synthetic:6+feedback", store=store_dir)
+    assert "up to date" not in again.stdout, again.stdout
+    source = json.loads(store.read_file("stream@master", "source.json"))
+    assert source["parts"][1]["commit"] == newer and store.inspect_commit("stream@master").id != stream.id
 
 
 def test_growing_the_data_moves_no_sample_between_splits(tmp_path, sample_dir):

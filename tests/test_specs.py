@@ -67,11 +67,11 @@ def test_tensorboard_is_a_service_over_the_model_logs():
 def test_the_dag_matches_the_design_table():
     inputs = {name: manifests.input_repos(load(name).get("input")) for name in PIPELINES}
     assert inputs == {
-        "stream": [], "warehouse": ["stream"], "transform": ["warehouse"], "train": ["transform"],
+        "stream": ["feedback"], "warehouse": ["stream"], "transform": ["warehouse"], "train": ["transform"],
         "tune": ["transform"], "model": ["transform", "tune"], "calibrate": ["transform", "model"],
         "evaluate": ["transform", "calibrate"], "release": ["evaluate", "deployed"], "tensorboard": ["model"],
     }
-    assert load("stream")["input"]["cron"] == {"name": "tick", "spec": "@daily", "overwrite": True}
+    assert load("stream")["input"]["cross"][0]["cron"] == {"name": "tick", "spec": "@daily", "overwrite": True}
     assert load("transform")["input"]["pfs"]["glob"] == "/shard-*"
 
 

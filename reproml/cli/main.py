@@ -72,7 +72,6 @@ def cmd_run(args, store: Store) -> int:
     from reproml.pps.engine import Engine, find_project
 
     engine = Engine(store, find_project(), progress=lambda line: print(line, flush=True))
-    seed_input_repos(engine, store)
     params = parse_params(args.param)
     if args.source:
         params.setdefault("stream", {})["source"] = args.source
@@ -84,15 +83,6 @@ def cmd_run(args, store: Store) -> int:
               "`reproml reports --serve` (every run, browsable), `reproml lineage evaluate@master`, "
               "`make serve` (the released model)")
     return 1 if result.failed else 0
-
-
-def seed_input_repos(engine, store: Store) -> None:
-    """Give the input repos that no pipeline writes the file their crosses need (see `reproml.serving.deployed`)."""
-    from reproml.serving import deployed
-
-    read = {repo for spec in engine.specs.values() for repo in spec.input_repos()}
-    if deployed.REPO in read and deployed.seed(store):
-        print(f"created {deployed.REPO}@master: nothing in service yet (`reproml serve` records a release)")
 
 
 def cmd_list_repo(args, store: Store) -> int:

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from reproml.cluster import specs as cluster_specs
 from reproml.errors import ReproError
+from reproml.pps.spec import initial_files
 from reproml.provenance import DEPLOYED_SPEC_ENV
 
 SPEC_ANNOTATION = "reproml.io/spec-sha256"
@@ -64,17 +65,14 @@ class ClusterState:
     seeded: set[str] = field(default_factory=set)
 
 
-def seeds(specs: dict[str, dict]) -> dict[str, dict[str, bytes]]:
+def seeds(specs: dict[str, dict], specs_dir: Path) -> dict[str, dict[str, bytes]]:
     """Input repos that must hold a file before the pipelines reading them can run: repo -> files.
 
-    A cross with an input holding no file has no datums, so release, which crosses evaluate with
-    ``deployed``, would never run until something is in service: the repo starts with the "nothing in
-    service" record, as `reproml run` seeds it locally; the model server records what it serves later.
+    A cross with an input holding no file has no datums, so release (evaluate x ``deployed``) and stream
+    (its tick x ``feedback``) would never run: each such repo starts with the files of
+    ``<specs_dir>/inputs/<repo>/``, as the local engine does (``reproml.pps.spec.initial_files``).
     """
-    from reproml.serving import deployed
-
-    external = set(cluster_specs.external_repos(specs))
-    return {deployed.REPO: deployed.seed_files()} if deployed.REPO in external else {}
+    return initial_files(specs_dir, cluster_specs.external_repos(specs))
 
 
 def pipeline_request(spec: dict, update: bool) -> Message:
@@ -99,13 +97,15 @@ def pipeline_request(spec: dict, update: bool) -> Message:
     return request
 
 
-def plan(specs: dict[str, dict], data: cluster_specs.SourceData | None, state: ClusterState) -> list[Request]:
+def plan(specs: dict[str, dict], data: cluster_specs.SourceData | None, state: ClusterState,
+         initial: dict[str, dict[str, bytes]] | None = None) -> list[Request]:
     """Return the requests that bring the cluster from ``state`` to the specs, in the order to send them.
 
     Args:
         specs: pipeline name -> spec (overlay and source already applied).
         data: source files to put, if any.
         state: what the cluster has now (an empty state plans a first deploy).
+        initial: the first commit's files of input repos (`seeds`), put into those without a commit.
 
     Returns:
         The requests; empty when the cluster already matches.
@@ -120,7 +120,7 @@ def plan(specs: dict[str, dict], data: cluster_specs.SourceData | None, state: C
         if name not in state.repos:
             message = pfs_pb2.CreateRepoRequest(repo=repo(name), description="input repo created by reproml deploy")
             requests.append(Request("pfs_v2.API/CreateRepo", message, f"create input repo {name}"))
-    for name, files in sorted(seeds(specs).items()):
+    for name, files in sorted((initial or {}).items()):
         if name not in state.seeded:
             requests += commit_requests(name, "seeded by reproml deploy", f"seed {name}@{BRANCH} with "
                                         f"{', '.join(sorted(files))}", data=files)
@@ -166,7 +166,8 @@ def connect(pachd: str):
     return python_pachyderm.Client.new_from_pachd_address(address)
 
 
-def read_state(client, specs: dict[str, dict], data: cluster_specs.SourceData | None) -> ClusterState:
+def read_state(client, specs: dict[str, dict], data: cluster_specs.SourceData | None,
+               initial: dict[str, dict[str, bytes]] | None = None) -> ClusterState:
     """Ask pachd for the repos, the pipelines of ``specs`` and the source repo's head (read-only calls)."""
     state = ClusterState(repos={info.repo.name for info in client.list_repo()})
     existing = {info.pipeline.name for info in client.list_pipeline()}
@@ -178,7 +179,7 @@ def read_state(client, specs: dict[str, dict], data: cluster_specs.SourceData | 
     if data is not None and data.repo in state.repos:
         head = _head(client, data.repo)
         state.source_head = head.description if head is not None else None
-    state.seeded = {name for name in seeds(specs) if name in state.repos and _head(client, name) is not None}
+    state.seeded = {name for name in initial or {} if name in state.repos and _head(client, name) is not None}
     return state
 
 
@@ -265,14 +266,15 @@ def deploy(pachd: str | None, specs_dir: str | Path = "pachyderm", source: str |
     if client is None and pachd is not None:
         client = connect(pachd)
     try:
-        state = read_state(client, specs, data) if client is not None else ClusterState()
+        initial = seeds(specs, Path(specs_dir))
+        state = read_state(client, specs, data, initial) if client is not None else ClusterState()
     except (grpc.RpcError, ConnectionError) as error:
         # python-pachyderm turns "failed to connect" into ConnectionError; other failures stay RpcErrors.
         why = f"{error.code().name} {error.details()}" if isinstance(error, grpc.RpcError) else str(error).strip()
         raise ReproError(f"cannot reach pachd at {pachd}: {why}",
                          "check the address (kubectl port-forward -n pachyderm svc/pachd 30650) "
                          "or run with --dry-run to see the requests without a cluster") from error
-    requests = plan(specs, data, state)
+    requests = plan(specs, data, state, initial)
     if dry_run:
         for request in requests:
             out(describe(request))

@@ -126,6 +126,16 @@ def _local_folder(source: str) -> Path | None:
     return Path(source)
 
 
+def _replace_cron(node: dict, replacement: dict) -> dict:
+    """The input tree with its cron input replaced (stream's other inputs, such as feedback, are kept)."""
+    if "cron" in node:
+        return replacement
+    for kind in ("cross", "union"):
+        if kind in node:
+            return {**node, kind: [_replace_cron(child, replacement) for child in node[kind]]}
+    return node
+
+
 def apply_source(specs: dict[str, dict], source: str | None) -> tuple[dict[str, dict], SourceData | None]:
     """Point the stream pipeline at a data source, as ``reproml run --source`` does locally.
 
@@ -157,7 +167,7 @@ def apply_source(specs: dict[str, dict], source: str | None) -> tuple[dict[str, 
                               f"a folder source holds {list(SOURCE_FILES)}, e.g. ../shared/data/oxford-pets-sample")
         files = {f"/{name}": folder / name for name in SOURCE_FILES}
         data = SourceData(SOURCE_REPO, files, digest=files_digest(files))
-        stream["input"] = {"pfs": {"repo": SOURCE_REPO, "glob": "/"}}
+        stream["input"] = _replace_cron(stream["input"], {"pfs": {"repo": SOURCE_REPO, "glob": "/"}})
         stream["transform"]["cmd"] = _replace_source_parameter(stream["transform"]["cmd"],
                                                                ["--in", f"source={SOURCE_REPO}"])
     return {**specs, SOURCE_PIPELINE: stream}, data

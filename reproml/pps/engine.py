@@ -25,7 +25,14 @@ from reproml.pfs import CommitRef, FileInfo, Store
 from reproml.pps.cachekey import datum_keys, named_paths, package_fingerprint
 from reproml.pps.datums import Datum, compute_datums
 from reproml.pps.jobs import Jobs
-from reproml.pps.spec import PipelineSpec, load_specs, topological_order, upstream_closure
+from reproml.pps.spec import (
+    INPUTS_DIR,
+    PipelineSpec,
+    initial_files,
+    load_specs,
+    topological_order,
+    upstream_closure,
+)
 from reproml.provenance import canonical_hash
 from reproml.stage.contract import ENV_VAR as DATUM_ENV_VAR
 from reproml.stage.contract import DatumContext, DatumResult
@@ -138,6 +145,7 @@ class Engine:
             self.jobs.recover()
             if killed:
                 self.progress(f"recovered: {len(killed)} unfinished commit(s) of a stopped run marked killed")
+            self._seed_input_repos(order)
             for index, name in enumerate(order, 1):
                 spec = self.specs[name]
                 self.progress(f"[{index}/{len(order)}] {name}")
@@ -147,6 +155,19 @@ class Engine:
                 if outcome.status == "failed":
                     break
         return result
+
+    def _seed_input_repos(self, pipelines: list[str]) -> None:
+        """Give each input repo that no pipeline writes, and has no commit yet, its first commit (`initial_files`)."""
+        external = {repo for name in pipelines for repo in self.specs[name].input_repos()} - set(self.specs)
+        for repo, files in initial_files(self.project / "pachyderm", external).items():
+            if self.store.has_repo(repo) and self.store.branch_head(repo) is not None:
+                continue
+            self.store.create_repo(repo, f"input repo; first commit from pachyderm/{INPUTS_DIR}/{repo}/",
+                                   exist_ok=True)
+            with self.store.commit(repo, description=f"initial content: pachyderm/{INPUTS_DIR}/{repo}/") as commit:
+                for path, content in files.items():
+                    commit.put_file(path, content)
+            self.progress(f"input repo {repo}: first commit {commit.id[:12]} from pachyderm/{INPUTS_DIR}/{repo}/")
 
     def run_pipeline(self, spec: PipelineSpec, values: dict, profile: str | None) -> PipelineResult:
         """Run one pipeline's job if its inputs or code changed."""

@@ -121,3 +121,29 @@ def upstream_closure(specs: dict[str, PipelineSpec], target: str) -> set[str]:
                 seen.add(repo)
                 stack.append(repo)
     return seen
+
+
+INPUTS_DIR = "inputs"  # <specs folder>/inputs/<repo>/: the first commit of an input repo no pipeline writes
+
+
+def initial_files(specs_dir: Path, repos) -> dict[str, dict[str, bytes]]:
+    """The first commit's files of each input repo that has a folder `<specs_dir>/inputs/<repo>/`.
+
+    A cross with an input holding no file has no datums, so an input repo that starts empty (the release in
+    service, feedback) would keep its pipeline from ever running. Its initial files are part of the project,
+    next to the specs; the local engine and `reproml deploy` both put them into a new repo.
+
+    Args:
+        specs_dir: the folder of pipeline specs (`pachyderm/`).
+        repos: the input repos no pipeline writes.
+
+    Returns:
+        repo -> {path in the repo: content}, for the repos that have such a folder.
+    """
+    found = {}
+    for repo in sorted(repos):
+        folder = Path(specs_dir) / INPUTS_DIR / repo
+        if folder.is_dir():
+            found[repo] = {p.relative_to(folder).as_posix(): p.read_bytes()
+                           for p in sorted(folder.rglob("*")) if p.is_file()}
+    return found

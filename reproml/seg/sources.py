@@ -28,7 +28,7 @@ VALID_FORMS = (
     "a folder holding images.tar.gz and annotations.tar.gz, "
     "a file://, http:// or https:// URL of such a folder, "
     f"'synthetic' ({DEFAULT_SYNTHETIC_SAMPLES} generated samples) or 'synthetic:N' (N samples), "
-    "'feedback' or 'feedback@COMMIT' (samples corrected through the model server), "
+    "'feedback' (samples corrected through the model server: stream's feedback input), "
     "or several joined by '+', e.g. 'synthetic:96+feedback'"
 )
 CHUNK_BYTES = 2**20
@@ -55,8 +55,12 @@ def parse_source(source: str) -> Source:
     """Parse a source string; raise `ValueError` listing the valid forms when it is none of them."""
     if source == "oxford":
         return Source("oxford", OXFORD_BASE_URL)
-    if source == "feedback" or source.startswith("feedback@"):
-        return Source("feedback", source if "@" in source else "feedback@master")
+    if source == "feedback":
+        return Source("feedback", "the feedback input")
+    if source.startswith("feedback@"):
+        raise ValueError(f"source {source!r}: stream reads the head of the feedback repo, its declared input, "
+                         "not a commit named in a parameter; to run on an earlier feedback commit, reproduce the "
+                         "stream commit made from it (`reproml reproduce stream@COMMIT`)")
     if source.startswith(("file://", "http://", "https://")):
         return Source("url", source if source.endswith("/") else source + "/")
     if source == "synthetic" or source.startswith("synthetic:"):
@@ -112,8 +116,8 @@ def describe_archive(path: Path) -> dict[str, object]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress | None = print_progress
-          ) -> dict[str, object]:
+def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress | None = print_progress,
+          feedback_dir: str | Path = "", feedback_commit: str = "") -> dict[str, object]:
     """Bring the two archives of `source` into `output_dir` and describe them in `source.json`.
 
     Args:
@@ -121,6 +125,8 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
         output_dir: folder for `images.tar.gz`, `annotations.tar.gz` and `source.json` (created if missing).
         seed: the generator's seed (used by `synthetic` only; recorded only for it).
         progress: called as `progress(archive_name, bytes_done, bytes_total)` during transfers, or None.
+        feedback_dir: the feedback repo's files (stream's declared input), read by the `feedback` source.
+        feedback_commit: that input's commit, recorded in source.json.
 
     Returns:
         The content of `source.json`: `origin` (the source string), `kind`, `location`, `samples` and
@@ -135,17 +141,14 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
             so nothing downstream takes it for good data.
     """
     if "+" in source:
-        return _fetch_combined(source, Path(output_dir), seed, progress)
+        return _fetch_combined(source, Path(output_dir), seed, progress, feedback_dir, feedback_commit)
     parsed = parse_source(source)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, object] = {"origin": source, "kind": parsed.kind, "location": parsed.location}
     if parsed.kind == "feedback":
-        # The feedback repo lives in the store ($REPROML_STORE): read it, never written from here.
-        from reproml.pfs import Store
-        from reproml.serving.feedback import write_source
-
-        info["commit"] = write_source(Store.open(), output_dir, parsed.location)["commit"]
+        write_feedback_archives(feedback_dir, output_dir)
+        info["commit"] = feedback_commit or None
     elif parsed.kind == "synthetic":
         synthetic.write_archives(output_dir, parsed.samples, seed)
         info.update(samples=parsed.samples, seed=seed)
@@ -169,7 +172,8 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
     return info
 
 
-def _fetch_combined(source: str, output_dir: Path, seed: int, progress: Progress | None) -> dict[str, object]:
+def _fetch_combined(source: str, output_dir: Path, seed: int, progress: Progress | None, feedback_dir: str | Path,
+                    feedback_commit: str) -> dict[str, object]:
     """Fetch each `+`-joined part, then merge their archives into one pair; a sample in two parts is an error."""
     import tempfile
 
@@ -184,7 +188,8 @@ def _fetch_combined(source: str, output_dir: Path, seed: int, progress: Progress
     with tempfile.TemporaryDirectory() as tmp:
         for index, part in enumerate(parts):
             folder = Path(tmp) / str(index)
-            described.append(fetch(part, folder, seed=seed, progress=progress))
+            described.append(fetch(part, folder, seed=seed, progress=progress, feedback_dir=feedback_dir,
+                                   feedback_commit=feedback_commit))
             for name, content in iter_members(folder / IMAGES_ARCHIVE):
                 if name in images:
                     raise ValueError(f"source {source!r}: {name} is in more than one part; each sample may come "
@@ -206,3 +211,38 @@ def _fetch_combined(source: str, output_dir: Path, seed: int, progress: Progress
             "archives": {name: describe_archive(output_dir / name) for name in ARCHIVES}}
     (output_dir / "source.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
+
+
+def write_feedback_archives(feedback_dir: str | Path, dest: str | Path) -> list[str]:
+    """Write the samples of the feedback repo's files as `images.tar.gz` and `annotations.tar.gz` in `dest`.
+
+    The feedback repo (`reproml.serving.feedback` writes it) holds `images/<name>.jpg`,
+    `annotations/trimaps/<name>.png` and `annotations/list/<name>.txt` per sample; the archives are
+    byte-identical for the same files.
+
+    Returns:
+        The sample names, sorted.
+    """
+    from reproml.seg.archives import write_tar_gz
+    from reproml.seg.oxford import LIST_HEADER, LIST_MEMBER
+
+    folder = Path(feedback_dir) if feedback_dir else None
+    if folder is None or not folder.is_dir():
+        raise ValueError(f"the feedback source needs the feedback input, but feedback_dir is "
+                         f"{str(folder) if folder else 'empty'}; run stream through its spec (pachyderm/stream.yaml "
+                         "declares the feedback repo as an input) or pass -p feedback_dir FOLDER")
+    names = sorted(path.stem for path in (folder / "images").glob("*.jpg"))
+    if not names:
+        raise ValueError(f"the feedback input {folder} holds no samples yet; send feedback to the model server "
+                         "first (POST /api/v1.0/feedback), or leave feedback out of the source")
+    lines = [(folder / "annotations" / "list" / f"{name}.txt").read_text().strip() for name in names]
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_tar_gz(dest / IMAGES_ARCHIVE, [("images", None)] + [
+        (f"images/{name}.jpg", (folder / "images" / f"{name}.jpg").read_bytes()) for name in names])
+    write_tar_gz(dest / ANNOTATIONS_ARCHIVE, [
+        ("annotations", None), (LIST_MEMBER, "".join(line + "\n" for line in (*LIST_HEADER, *lines)).encode()),
+        ("annotations/trimaps", None)] + [
+        (f"annotations/trimaps/{name}.png", (folder / "annotations" / "trimaps" / f"{name}.png").read_bytes())
+        for name in names])
+    return names

@@ -10,9 +10,9 @@ gated against, and `reproml reproduce` re-runs the gate against that one, not ag
                                      {"released": false, ...} until one is put into service
 
 A cross with an input holding no file has no datums (the pipeline would never run), so the repo always holds
-`release.json`: `seed` writes the "nothing in service" record into a new repo. Locally `reproml run` seeds
-it and `reproml serve` puts the release it serves into service; on a cluster the same two writes are
-`pachctl put file deployed@master:/release.json` by the deploy step.
+`release.json`: its first commit is `pachyderm/inputs/deployed/release.json`, the `NOTHING_IN_SERVICE` record,
+which the local engine and `reproml deploy` put into a new repo. `reproml serve` puts the release it serves
+into service locally (`put_in_service`), the model server on a cluster (`put_in_service_on_pachd`).
 """
 
 from __future__ import annotations
@@ -27,22 +27,6 @@ DESCRIPTION = ("The release in service: written when a release is put into servi
                "pipeline's gate.")
 NOTHING_IN_SERVICE = {"released": False, "release_commit": None,
                       "reason": "nothing has been put into service yet"}
-
-
-def seed(store) -> str | None:
-    """Create the repo with the "nothing in service" record unless it has a commit; return the new commit id."""
-    store.create_repo(REPO, description=DESCRIPTION, exist_ok=True)
-    if store.branch_head(REPO) is not None:
-        return None
-    with store.commit(REPO, description="nothing in service yet") as commit:
-        for path, content in seed_files().items():
-            commit.put_file(path, content)
-    return commit.id
-
-
-def seed_files() -> dict[str, bytes]:
-    """The files of a new `deployed` repo: the "nothing in service" record (`reproml deploy` seeds pachd)."""
-    return {FILE: _dump(NOTHING_IN_SERVICE)}
 
 
 def in_service(store) -> dict:
@@ -64,7 +48,7 @@ def put_in_service(store, release_commit: str, release_repo: str = "release") ->
                          f"put a release into service; see `reproml list commit {release_repo}`")
     if not changes_service(in_service(store), record):
         return None
-    seed(store)
+    store.create_repo(REPO, description=DESCRIPTION, exist_ok=True)
     with store.commit(REPO, description=f"in service: {release_repo}@{release_commit}") as commit:
         commit.put_file(FILE, _dump({**record, "release_commit": release_commit}))
     return commit.id

@@ -8,8 +8,8 @@ Each feedback is one commit in the `feedback` repo, laid out as the Oxford-IIIT 
     feedback/<name>.json               reward, the release that answered, when
 
 `<name>` is `<breed>_<number>` as in the dataset (the number derives from the content, so the same
-correction sent twice is the same sample). `write_source` turns a feedback commit into the two archives
-that a folder source of stream reads (`reproml.seg.sources`).
+correction sent twice is the same sample). The repo is a declared input of stream (`pachyderm/stream.yaml`);
+`reproml.seg.sources.write_feedback_archives` turns its files into the two archives stream reads.
 """
 
 from __future__ import annotations
@@ -137,38 +137,3 @@ def add_feedback_to_pachd(client, image_jpeg: bytes, trimap_png: bytes, breed: s
     with _PACHD_WRITES:
         commit = commit_files(client, repo, files, f"feedback {name} (reward {reward})", DESCRIPTION)
     return name, commit
-
-
-def write_source(store, dest: str | Path, ref: str = f"{REPO}@master") -> dict:
-    """Write a feedback commit's samples as `images.tar.gz` and `annotations.tar.gz` in `dest`.
-
-    The archives are a folder source for stream (`--source <dest>`), byte-identical for the same commit.
-
-    Args:
-        store: a `reproml.pfs.Store`.
-        dest: the folder to write (created if missing).
-        ref: the feedback commit, e.g. `feedback@master`.
-
-    Returns:
-        `{"commit": id, "samples": [names]}`.
-    """
-    from reproml.seg.archives import write_tar_gz
-    from reproml.seg.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE, LIST_HEADER, LIST_MEMBER
-
-    commit = store.inspect_commit(ref)
-    files = {info.path: info for info in store.list_files(commit)}
-    names = sorted(path[len("images/"):-len(".jpg")] for path in files
-                   if path.startswith("images/") and path.endswith(".jpg"))
-    if not names:
-        raise ReproError(f"{ref} holds no feedback samples", "send feedback to the model server first")
-    lines = [store.read_file(commit, f"annotations/list/{name}.txt").decode().strip() for name in names]
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    write_tar_gz(dest / IMAGES_ARCHIVE, [("images", None)] + [
-        (f"images/{name}.jpg", store.read_file(commit, f"images/{name}.jpg")) for name in names])
-    write_tar_gz(dest / ANNOTATIONS_ARCHIVE, [
-        ("annotations", None), (LIST_MEMBER, "".join(line + "\n" for line in (*LIST_HEADER, *lines)).encode()),
-        ("annotations/trimaps", None)] + [
-        (f"annotations/trimaps/{name}.png", store.read_file(commit, f"annotations/trimaps/{name}.png"))
-        for name in names])
-    return {"commit": commit.id, "samples": names}

@@ -54,8 +54,8 @@ def read_current_release(current_dir: str | Path) -> CurrentRelease | None:
     path = Path(current_dir) / RELEASE_FILE
     if not path.is_file():
         raise NotFound(f"no {RELEASE_FILE} in {current_dir}",
-                       "current_dir is the `deployed` repo (pachyderm/release.yaml reads it); `reproml run` "
-                       "seeds it and `reproml serve` records the release it serves")
+                       "current_dir is the `deployed` repo (pachyderm/release.yaml reads it); its first commit "
+                       "is pachyderm/inputs/deployed/ and `reproml serve` records the release it serves")
     record = json.loads(path.read_text())
     if not record.get("released"):
         return None
