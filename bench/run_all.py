@@ -1,7 +1,8 @@
 """Run every benchmark but the long quality run, one after another, printing each one's figures.
 
     .venv/bin/python bench/run_all.py          # about 15 minutes on 2 cores
-    .venv/bin/python bench/quality.py          # separately: the full profile on the real sample (~30+ min)
+    .venv/bin/python bench/quality.py          # separately: the full profile on sample+extra (< 45 min idle)
+    .venv/bin/python bench/budget.py --data D  # separately: what an epoch and a Hyperband schedule cost
 """
 
 import subprocess
