@@ -206,7 +206,7 @@ def test_pipelines_without_autoscaling_are_refused_with_their_sum():
     for spec in loaded.values():
         spec.pop("autoscaling", None)
     [line] = capacity.capacity_errors(loaded, "a node of 8 CPUs and 16 GiB", "pachyderm/*.yaml")
-    assert "12.5 CPU / 41 GiB" in line and "autoscaling: true" in line
+    assert "12.5 CPU / 20 GiB" in line and "autoscaling: true" in line
 
 
 @pytest.mark.parametrize("quantity, cores", [(2, 2.0), ("0.5", 0.5), ("250m", 0.25)])
