@@ -19,8 +19,8 @@ from reproml.cluster.manifests import input_repos
 _MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9,
                  "T": 10**12, "": 1}
 GIB = 2**30
-# CLUSTER.md names the node in one sentence that this pattern reads, e.g. "a node of 8 CPUs and 16 GiB".
-NODE_PATTERN = re.compile(r"a\s+node\s+of\s+(\d+(?:\.\d+)?)\s+CPUs\s+and\s+(\d+(?:\.\d+)?)\s+GiB")
+# CLUSTER.md names the node in the first sentence that this pattern matches, e.g. "a node of 8 CPUs and 24 GiB".
+NODE_PATTERN = re.compile(r"(\d+(?:\.\d+)?)\s+CPUs\s+and\s+(\d+(?:\.\d+)?)\s+GiB")
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def footprint(specs: Mapping[str, Mapping]) -> Footprint:
 
 
 def named_node(text: str) -> Requests | None:
-    """Return the node size a runbook names (``a node of N CPUs and M GiB``), or None."""
+    """Return the node size a runbook names (its first ``N CPUs and M GiB``), or None."""
     match = NODE_PATTERN.search(text)
     return Requests(float(match.group(1)), float(match.group(2)) * GIB) if match else None
 

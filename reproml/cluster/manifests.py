@@ -297,6 +297,6 @@ def validate_command(root: Path, out=print) -> int:
         out(f"{len(errors)} problem(s) in {checked[0]} pipeline specs and {checked[1]} manifest files")
         return 1
     out(f"valid: {checked[0]} pipeline specs, their overlays and {checked[1]} manifest files "
-        f"(Kubernetes {KUBERNETES_VERSION}, schemas in {schemas_dir(root)}; Argo CD, Pod Security and "
-        "capacity rules)")
+        f"(Kubernetes {KUBERNETES_VERSION}, schemas in {schemas_dir(root)}; Argo CD, Pod Security, capacity and "
+        "ingress rules)")
     return 0

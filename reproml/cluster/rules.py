@@ -114,7 +114,7 @@ def capacity_errors(root: Path) -> list[str]:
         overlaid = cluster_specs.apply_overlay(specs, cluster_specs.load_overlay(path))
         errors += capacity.capacity_errors(overlaid, runbook, f"pachyderm/*.yaml with {path.relative_to(root)}",
                                            others)
-    return errors
+    return list(dict.fromkeys(errors))  # "names no node" once, not once per overlay
 
 
 def default_deny(policy: dict) -> bool:
