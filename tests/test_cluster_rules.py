@@ -95,6 +95,25 @@ def test_an_own_object_over_the_limit_is_measured(tmp_path):
     assert argo.apply_size_errors(tmp_path, [("big.yaml", application)]) == []
 
 
+# --- Argo CD: webhook CAs ---------------------------------------------------------------------------------
+
+def test_webhook_ca_bundles_that_never_match_git_are_ignored():
+    assert argo.ca_bundle_errors(apps()) == []
+
+
+@pytest.mark.parametrize("name, mutate, expected", [
+    ("seldon-core", lambda a: a["spec"].pop("ignoreDifferences"), "ValidatingWebhookConfiguration's caBundle"),
+    ("katib", lambda a: a["spec"]["ignoreDifferences"].pop(1), "MutatingWebhookConfiguration's caBundle"),
+    ("katib", lambda a: a["spec"]["syncPolicy"]["syncOptions"].remove("RespectIgnoreDifferences=true"),
+     "add RespectIgnoreDifferences=true"),
+])
+def test_a_ca_bundle_left_to_sync_is_refused(name, mutate, expected):
+    broken = app(name)
+    mutate(broken)
+    [line] = argo.ca_bundle_errors([(f"{name}.yaml", broken)])
+    assert expected in line, line
+
+
 # --- kustomize patches -----------------------------------------------------------------------------------
 
 def test_every_kustomize_patch_selects_an_object_of_its_base():

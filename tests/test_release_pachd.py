@@ -19,6 +19,8 @@ from pachd_recorded import ReadPFS, RecordedCommit, RecordedPachd
 from reproml.cluster import pachd
 from reproml.serving import release
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 IDS = [f"{n:x}" * 32 for n in range(1, 4)]
 

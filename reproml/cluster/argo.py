@@ -40,12 +40,15 @@ class Upstream:
         name_prefix: the base kustomization's ``namePrefix``.
         objects: ``(kind, name)`` of the objects before the prefix (what patches must name).
         sizes: ``(kind, name)`` -> bytes of the object as compact JSON (what last-applied stores).
+        ca_bundles: webhook configuration kinds whose ``caBundle`` in git never matches the cluster (a CA
+            generated on every render, or a placeholder the controller overwrites).
         measured: how the figures were obtained, for the next person who bumps the version.
     """
 
     name_prefix: str = ""
     objects: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     sizes: dict[tuple[str, str], int] = field(default_factory=dict)
+    ca_bundles: frozenset[str] = field(default_factory=frozenset)
     measured: str = ""
 
 
@@ -54,8 +57,13 @@ class Upstream:
 UPSTREAM = {
     ("https://storage.googleapis.com/seldon-charts", "seldon-core-operator", "1.17.1"): Upstream(
         sizes={("CustomResourceDefinition", "seldondeployments.machinelearning.seldon.io"): 1_027_795},
+        ca_bundles=frozenset({"ValidatingWebhookConfiguration"}),  # templates/webhook.yaml: genCA per render
         measured="SeldonIO/seldon-core v1.17.1 helm-charts/seldon-core-operator/templates/"
                  "customresourcedefinition_v1_seldondeployments.machinelearning.seldon.io.yaml"),
+    ("https://github.com/kubeflow/katib.git", "manifests/v1beta1/installs/katib-standalone", "v0.16.0"): Upstream(
+        # components/webhook/webhooks.yaml ships caBundle: Cg==; katib-controller writes the real CA at start.
+        ca_bundles=frozenset({"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}),
+        measured="kubeflow/katib v0.16.0 manifests/v1beta1/components/webhook/webhooks.yaml"),
     ("https://github.com/kubeflow/kubeflow.git", "components/notebook-controller/config/overlays/standalone",
      "v1.8.0"): Upstream(
         sizes={("CustomResourceDefinition", "notebooks.kubeflow.org"): 145_042},
@@ -250,4 +258,35 @@ def patch_target_errors(apps: list[tuple[str, dict]]) -> list[str]:
                             f"so name it {target['name'][len(prefix):]!r}")
                 errors.append(f"{where}: spec.source.kustomize.patches[{index}].target: {target.get('kind')} "
                               f"{target.get('name')!r} matches no object of the base{hint}")
+    return errors
+
+
+def ca_bundle_errors(apps: list[tuple[str, dict]]) -> list[str]:
+    """Return one line per webhook configuration whose ``caBundle`` an Application would keep resetting.
+
+    When git's caBundle never matches the cluster's, the Application is OutOfSync forever, and with
+    self-heal every sync puts git's back and breaks the webhook: the Application must ignore the field
+    and sync with ``RespectIgnoreDifferences=true``.
+
+    Args:
+        apps: ``(file, Application)`` pairs.
+
+    Returns:
+        ``file: field: problem; fix`` lines.
+    """
+    errors = []
+    for where, app in apps:
+        ignored = (app.get("spec") or {}).get("ignoreDifferences") or []
+        for source in sources(app):
+            upstream = UPSTREAM.get(upstream_key(source))
+            for kind in sorted(upstream.ca_bundles if upstream else ()):
+                if not any(entry.get("kind") == kind and any("caBundle" in path for path in
+                                                             (entry.get("jqPathExpressions") or [])
+                                                             + (entry.get("jsonPointers") or []))
+                           for entry in ignored):
+                    errors.append(f"{where}: spec.ignoreDifferences: the {kind}'s caBundle differs from git on "
+                                  "every cluster; ignore it (jqPathExpressions: .webhooks[]?.clientConfig.caBundle)")
+            if upstream and upstream.ca_bundles and "RespectIgnoreDifferences=true" not in sync_options(app):
+                errors.append(f"{where}: spec.syncPolicy.syncOptions: add RespectIgnoreDifferences=true, or a "
+                              "sync still writes the ignored caBundle back")
     return errors

@@ -159,5 +159,5 @@ def runtime_errors(root: Path) -> list[str]:
     apps = objects(root, "Application")
     projects = {doc["metadata"]["name"]: doc for _, doc in objects(root, "AppProject")}
     return (argo.destination_errors(apps, projects) + argo.apply_size_errors(root, apps)
-            + argo.patch_target_errors(apps) + pod_security_errors(root) + capacity_errors(root)
+            + argo.patch_target_errors(apps) + argo.ca_bundle_errors(apps) + pod_security_errors(root) + capacity_errors(root)
             + exposure_errors(root))
