@@ -13,7 +13,6 @@ figures side by side). Commits never change, so notebooks already converted are 
 import base64
 import html
 import json
-import shutil
 from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,7 +40,14 @@ def layout(store: Store, reports: Path) -> list[Path]:
                 target = reports / info.repo / info.id / file.path
                 if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(store.objects.path(file.sha256), target)
+                    partial = target.with_name(target.name + ".part")
+                    try:
+                        with open(partial, "wb") as writer:  # checked while copied: never lay out corrupt bytes
+                            store.objects.copy_to(file.sha256, writer, f"{info.repo}@{info.id}:/{file.path}")
+                    except BaseException:
+                        partial.unlink(missing_ok=True)
+                        raise
+                    partial.replace(target)
                 written.append(target)
     return written
 

@@ -452,8 +452,10 @@ class Store:
         files = files if files is not None else self.list_files(ref, prefix)
         if verify:
             where = f"{ref}:/" if ref is not None else ""
-            for sha, info in {info.sha256: info for info in files}.items():
-                self.objects.verify(sha, f"{where}{info.path}")
+            distinct = {info.sha256: f"{where}{info.path}" for info in files}
+            # sha256 releases the GIL: several contents are hashed at once, one per core.
+            with ThreadPoolExecutor(max_workers=min(len(distinct), os.cpu_count() or 1) or 1) as pool:
+                list(pool.map(self.objects.verify, distinct, distinct.values()))
         for folder in sorted({(dest / info.path).parent for info in files}):
             folder.mkdir(parents=True, exist_ok=True)
         for info in files:
