@@ -32,7 +32,7 @@ n_shards: int = 16  # number of shards; a sample's shard is sha256(id) % n_shard
 max_member_mb: int = 64  # largest archive member accepted, in MiB
 max_total_gb: int = 8  # largest unpacked size of one archive, in GiB
 max_members: int = 100000  # largest number of members in one archive
-max_held_mb: int = 256  # trimaps waiting in memory for their image, in MiB; the rest wait on disk
+max_held_mb: int = 64  # trimaps waiting in memory for their image, in MiB; the rest wait on disk
 output_dir: str = ""  # where the shard folders, rejects.json and summary.json are written (required)
 
 # %% [markdown]

@@ -38,3 +38,17 @@ def test_huge_trimaps_do_not_raise_peak_memory_to_the_unpacked_size(tmp_path):
     unpacked = HUGE * HUGE_BYTES
     # One member is read whole (tarfile joins its chunks, so count it three times), plus the 16 MiB held.
     assert growth < 3 * HUGE_BYTES + 16 * 2**20 + 32 * 2**20 < unpacked, (growth, unpacked)
+
+
+def test_an_image_that_decodes_to_more_than_the_pixel_limit_is_a_reject(tmp_path):
+    from seg_data_helpers import jpeg, png, trimap, write_oxford
+
+    from reproml.seg import oxford, warehouse
+
+    names = ["Abyssinian_1", "Abyssinian_2"]
+    huge = jpeg(6000, 5000)  # 30 million pixels in a few hundred KB: 90 MB once decoded
+    archives = write_oxford(tmp_path / "in", {names[0]: jpeg(8, 8), names[1]: huge},
+                            {name: png(trimap(8, 8)) for name in names}, names)
+    summary, rejects = warehouse.build(archives, tmp_path / "out")
+    assert summary["samples"] == 1 and 6000 * 5000 > oxford.MAX_SAMPLE_PIXELS
+    assert [(r["id"], r["reason"]) for r in rejects] == [(names[1], "too_large")]
