@@ -173,8 +173,13 @@ scraps.glue("release_provenance", provenance or {})  # `provenance` is the runne
 
 # %%
 applied = ""
+# The model server records what it serves in `deployed`, which gives release a new datum: the same model then
+# passes against itself, and applying it again would only roll the pods for nothing.
+in_service = bool(provenance) and current is not None and current.weights_fingerprint == provenance["weights_fingerprint"]
 if not decision.released:
     print("not applied: nothing was released")
+elif in_service:
+    print(f"not applied: these weights are in service already (release@{current.commit})")
 elif applying:
     applied = seldon.apply(manifest, base_url=kubernetes_api or None, credentials=ml_user_dir)
     print(f"{apply_reason}\nSeldonDeployment {namespace}/{deployment_name} {applied} as ml-user")

@@ -250,6 +250,18 @@ def test_release_notebook_applies_when_the_token_is_mounted(tmp_path, monkeypatc
     assert request["body"]["metadata"]["labels"]["reproml.io/release-commit"] == "9" * 32
 
 
+def test_release_notebook_does_not_reapply_the_model_in_service(tmp_path, monkeypatch, credentials):
+    """A new deployed commit re-runs release for the same evaluation; the pods must not roll for nothing."""
+    with FakeApiServer({"POST": [(201, {})]}) as api:
+        _, first = _run_release(tmp_path / "first", {"ml_user_dir": str(credentials), "kubernetes_api": api.url},
+                                monkeypatch)
+        in_service = deployed_folder(tmp_path / "deployed", release_dir=first, release_commit="9" * 32)
+        scraps, _ = _run_release(tmp_path / "second", {"ml_user_dir": str(credentials), "kubernetes_api": api.url,
+                                                       "current_dir": str(in_service)}, monkeypatch)
+    assert scraps["released"] is True and scraps["applied"] == ""
+    assert [r["method"] for r in api.requests] == ["POST"]  # the first release only
+
+
 def test_release_notebook_applies_nothing_without_the_token(tmp_path, monkeypatch):
     with FakeApiServer({}) as api:
         scraps, out = _run_release(tmp_path, {"ml_user_dir": str(tmp_path / "absent"), "kubernetes_api": api.url},
