@@ -228,6 +228,18 @@ def test_pipelines_without_autoscaling_are_refused_with_their_sum():
     assert "12.5 CPU / 20 GiB" in line and "autoscaling: true" in line
 
 
+def test_a_gpu_held_by_an_always_on_pipeline_is_refused():
+    from reproml.cluster import specs
+
+    loaded = specs.load_specs(ROOT / "pachyderm")
+    overlaid = specs.apply_overlay(loaded, specs.load_overlay(ROOT / "pachyderm/overlays/gpu.yaml"))
+    assert capacity.gpus(overlaid["tune"]) == capacity.gpus(overlaid["model"]) == 1
+    assert capacity.capacity_errors(overlaid, "a node of 8 CPUs and 24 GiB", "gpu") == []
+    overlaid["model"].pop("autoscaling")
+    [line] = capacity.capacity_errors(overlaid, "a node of 8 CPUs and 24 GiB", "gpu")
+    assert line == "gpu: autoscaling: pipeline model holds 1 GPU(s) while it has no job; set autoscaling: true"
+
+
 @pytest.mark.parametrize("quantity, cores", [(2, 2.0), ("0.5", 0.5), ("250m", 0.25)])
 def test_cpu_quantities(quantity, cores):
     assert capacity.cpu(quantity) == cores

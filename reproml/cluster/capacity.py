@@ -65,6 +65,13 @@ def requests(spec: Mapping) -> Requests:
     return Requests(cpu(asked.get("cpu", 0)), memory(asked.get("memory", 0))) * workers
 
 
+def gpus(spec: Mapping) -> int:
+    """Return the GPUs a pipeline's workers hold together (``resourceLimits``/``resourceRequests.gpu``)."""
+    per_worker = max(int(((spec.get(key) or {}).get("gpu") or {}).get("number") or 0)
+                     for key in ("resourceLimits", "resourceRequests"))
+    return per_worker * int((spec.get("parallelismSpec") or {}).get("constant") or 1)
+
+
 def always_on(spec: Mapping) -> bool:
     """Whether pachd keeps a pipeline's workers (and their requests) while it has no job."""
     return bool(spec.get("service")) or not spec.get("autoscaling")
@@ -165,7 +172,8 @@ def capacity_errors(specs: Mapping[str, Mapping], runbook: str, where: str,
                 f"{footprint(specs).total + others})"]
     found = footprint(specs)
     total = found.total + others
-    errors = []
+    errors = [f"{where}: autoscaling: pipeline {name} holds {gpus(specs[name])} GPU(s) while it has no job; "
+              "set autoscaling: true" for name in found.standing_pipelines if gpus(specs[name])]
     if not found.standing.fits(node):
         errors.append(f"{where}: autoscaling: always-on pipelines {list(found.standing_pipelines)} request "
                       f"{found.standing}, more than the node CLUSTER.md names ({node}); set autoscaling: true "
