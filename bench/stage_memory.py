@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from reproml.cluster import capacity  # noqa: E402
 from reproml.cluster import specs as cluster_specs  # noqa: E402
+from reproml.pps.spec import topological_order  # noqa: E402
 
 SAMPLE = "../shared/data/oxford-pets-sample+../shared/data/oxford-pets-extra"
 
@@ -46,7 +47,7 @@ def main() -> int:
     parser.add_argument("--profile", default="quick", help="parameter profile (default quick)")
     args = parser.parse_args()
     specs = cluster_specs.load_specs(ROOT / "pachyderm")
-    order = [name for name in cluster_specs.dag_order(specs) if not specs[name].get("service")]
+    order = [name for name in topological_order(specs) if not specs[name].get("service")]
     print(f"{'pipeline':12s} {'peak RSS':>10s} {'requested':>10s} {'ratio':>6s}")
     with tempfile.TemporaryDirectory(prefix="stage-memory-") as store:
         env = {**os.environ, "REPROML_STORE": store, "PYTHONPATH": str(ROOT)}

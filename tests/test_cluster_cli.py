@@ -9,8 +9,8 @@ from test_cluster_pachd import pachd  # noqa: F401  (the fixture)
 from reproml.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
-DAG = ["stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate", "release",
-       "tensorboard"]
+DAG = ["stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "tensorboard", "evaluate",
+       "release"]
 
 
 def test_deploy_dry_run_prints_the_requests_in_dag_order(capsys, tmp_path, monkeypatch):

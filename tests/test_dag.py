@@ -1,5 +1,6 @@
 """The DAG formed by the specs: order, closure for --until, cycles."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,20 @@ def test_a_cycle_is_an_error_that_shows_it():
 def test_an_unknown_target_lists_the_pipelines():
     with pytest.raises(InvalidSpec, match="pipelines: a, b"):
         upstream_closure({"a": _spec("a"), "b": _spec("b", "a")}, "c")
+
+
+def test_the_engine_refuses_a_spec_that_validate_rejects(fixture_project, tmp_path, monkeypatch):
+    from conftest import echo_spec, reproml
+    from reproml.cluster import manifests
+
+    schemas = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+    monkeypatch.setenv("REPROML_SCHEMAS", str(os.environ.get("REPROML_SCHEMAS") or schemas))
+    spec = echo_spec("copy", {"pfs": {"repo": "raw", "glob": "/*"}}, "--in", "input_dir=raw", parallelism=2)
+    project = fixture_project([spec])  # `parallelism` is Pachyderm 1.x; 2.x says parallelismSpec
+    result = reproml("run", store=tmp_path / "store", cwd=project, check=False)
+    assert result.returncode != 0
+    assert "copy.yaml: at <root>: Additional properties are not allowed ('parallelism' was unexpected)" in (
+        result.stdout + result.stderr)
+    # the same problem, word for word, is what `reproml validate` reports
+    assert any("('parallelism' was unexpected)" in line for line in manifests.spec_errors(
+        spec, "copy.yaml", stem="copy", root=project))

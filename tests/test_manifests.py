@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reproml.cluster import manifests
+from reproml.cluster import manifests, validate
 from reproml.errors import NotFound
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def of_kind(kind: str, folder: str = "") -> list[dict]:
 
 
 def test_everything_validates():
-    assert manifests.validate_all(ROOT) == []
+    assert validate.validate_all(ROOT) == []
 
 
 def test_every_kind_has_a_schema_here():
@@ -206,7 +206,7 @@ def test_the_deploy_hook_gets_every_spec_from_git():
 def test_validate_prints_a_summary_and_fails_on_a_bad_manifest(tmp_path, monkeypatch):
     monkeypatch.setenv(manifests.SCHEMAS_ENV, str(manifests.schemas_dir(ROOT)))
     lines: list[str] = []
-    assert manifests.validate_command(ROOT, out=lines.append) == 0
+    assert validate.validate_command(ROOT, out=lines.append) == 0
     assert lines[-1].startswith("valid: 10 pipeline specs, their overlays and ")
     for folder in ("pachyderm", "argocd", "env/k8s"):
         (tmp_path / folder).parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +214,7 @@ def test_validate_prints_a_summary_and_fails_on_a_bad_manifest(tmp_path, monkeyp
     notebook = tmp_path / "env/k8s/reproml/notebook.yaml"
     notebook.write_text(notebook.read_text().replace("claimName:", "claimNam:"))
     lines.clear()
-    assert manifests.validate_command(tmp_path, out=lines.append) == 1
+    assert validate.validate_command(tmp_path, out=lines.append) == 1
     assert any("env/k8s/reproml/notebook.yaml Notebook/reproml-lab: at spec.template.spec.volumes.0" in line
                for line in lines), lines
 

@@ -11,6 +11,7 @@ from python_pachyderm import parse_dict_pipeline_spec
 from python_pachyderm.proto.v2.pps import pps_pb2
 
 from reproml.cluster import manifests
+from reproml.pps import validation
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ["stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "evaluate", "release",
@@ -65,7 +66,7 @@ def test_tensorboard_is_a_service_over_the_model_logs():
 
 
 def test_the_dag_matches_the_design_table():
-    inputs = {name: manifests.input_repos(load(name).get("input")) for name in PIPELINES}
+    inputs = {name: validation.input_repos(load(name).get("input")) for name in PIPELINES}
     assert inputs == {
         "stream": ["feedback"], "warehouse": ["stream"], "transform": ["warehouse"], "train": ["transform"],
         "tune": ["transform"], "model": ["transform", "tune"], "calibrate": ["transform", "model"],
@@ -83,11 +84,11 @@ def test_numbers_are_json_numbers():
 
 
 def test_every_input_flag_names_an_input_of_its_spec():
-    refs = {name: manifests.cmd_input_refs(load(name)["transform"]["cmd"]) for name in PIPELINES}
+    refs = {name: validation.cmd_input_refs(load(name)["transform"]["cmd"]) for name in PIPELINES}
     assert refs["evaluate"] == [("--in", "transform"), ("--in", "calibrate"), ("--commit", "calibrate"),
                                 ("--commit", "transform")]
     for name, pairs in refs.items():
-        names = manifests.input_names(load(name)["input"])
+        names = validation.input_names(load(name)["input"])
         assert all(ref in names for _, ref in pairs), (name, pairs, names)
 
 

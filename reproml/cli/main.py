@@ -236,9 +236,9 @@ def cmd_deploy(args, store: Store | None) -> int:
 
 
 def cmd_validate(args, store: Store | None) -> int:
-    from reproml.cluster import manifests
+    from reproml.cluster import validate
 
-    return manifests.validate_command(Path(args.root))
+    return validate.validate_command(Path(args.root))
 
 
 def build_parser() -> argparse.ArgumentParser:

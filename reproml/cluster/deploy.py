@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from reproml.cluster import specs as cluster_specs
 from reproml.errors import ReproError
-from reproml.pps.spec import initial_files
+from reproml.pps.spec import external_repos, initial_files, topological_order
 from reproml.provenance import DEPLOYED_SPEC_ENV
 
 SPEC_ANNOTATION = "reproml.io/spec-sha256"
@@ -72,7 +72,7 @@ def seeds(specs: dict[str, dict], specs_dir: Path) -> dict[str, dict[str, bytes]
     (its tick x ``feedback``) would never run: each such repo starts with the files of
     ``<specs_dir>/inputs/<repo>/``, as the local engine does (``reproml.pps.spec.initial_files``).
     """
-    return initial_files(specs_dir, cluster_specs.external_repos(specs))
+    return initial_files(specs_dir, external_repos(specs))
 
 
 def pipeline_request(spec: dict, update: bool) -> Message:
@@ -116,7 +116,7 @@ def plan(specs: dict[str, dict], data: cluster_specs.SourceData | None, state: C
         return pfs_pb2.Repo(name=name, type="user", project=pfs_pb2.Project(name=PROJECT))
 
     requests = []
-    for name in cluster_specs.external_repos(specs):
+    for name in external_repos(specs):
         if name not in state.repos:
             message = pfs_pb2.CreateRepoRequest(repo=repo(name), description="input repo created by reproml deploy")
             requests.append(Request("pfs_v2.API/CreateRepo", message, f"create input repo {name}"))
@@ -124,7 +124,7 @@ def plan(specs: dict[str, dict], data: cluster_specs.SourceData | None, state: C
         if name not in state.seeded:
             requests += commit_requests(name, "seeded by reproml deploy", f"seed {name}@{BRANCH} with "
                                         f"{', '.join(sorted(files))}", data=files)
-    for name in cluster_specs.dag_order(specs):
+    for name in topological_order(specs):
         exists = name in state.pipelines
         request = pipeline_request(specs[name], update=exists)
         wanted = (request.metadata.annotations[SPEC_ANNOTATION], request.transform.image,

@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from reproml.errors import NotFound, ReproError
+from reproml.pps.validation import (  # noqa: F401 - schemas_dir and SCHEMAS_ENV are part of this module's API
+    SCHEMAS_ENV,
+    schemas_dir,
+    spec_problems,
+)
 
 KUBERNETES_VERSION = "1.29"  # the cluster line CLUSTER.md targets (kind v0.23 default node image)
-SCHEMAS_ENV = "REPROML_SCHEMAS"
-PACHYDERM_SCHEMA = "pachyderm/pachyderm-2.8.json"
 # (apiVersion, kind) -> schema file under the schemas folder, as kubeconform would look it up.
 CUSTOM_SCHEMAS = {
     ("argoproj.io/v1alpha1", "Application"): "crds/argoproj.io/application_v1alpha1.json",
@@ -35,23 +35,6 @@ CUSTOM_SCHEMAS = {
     # The Katib CRD preserves unknown fields; its OpenAPI document is the schema that checks something.
     ("kubeflow.org/v1beta1", "Experiment"): "katib/experiment_v1beta1.openapi.json",
 }
-STAGE_FLAGS = ("--in", "--commit")  # stage-runner flags whose value is PARAM=INPUT[/PATH]
-
-
-def schemas_dir(root: Path) -> Path:
-    """Return the reference schemas folder: ``$REPROML_SCHEMAS`` or ``<root>/../shared/schemas``.
-
-    Args:
-        root: the repository root.
-
-    Returns:
-        The folder holding ``pachyderm/`` and ``crds/``.
-    """
-    folder = Path(os.environ.get(SCHEMAS_ENV) or Path(root).resolve().parent / "shared" / "schemas")
-    if not (folder / PACHYDERM_SCHEMA).is_file():
-        raise NotFound(f"reference schemas not found in {folder} (no {PACHYDERM_SCHEMA})",
-                       f"point ${SCHEMAS_ENV} at the schemas folder (../shared/schemas beside the repository)")
-    return folder
 
 
 def strict_copy(schema: Any) -> Any:
@@ -104,44 +87,8 @@ def schema_errors(document: dict, checker: jsonschema.Draft4Validator, where: st
             for e in errors]
 
 
-def input_names(node: dict | None) -> list[str]:
-    """Return the names of every leaf input (pfs name or repo, cron name) of a spec's ``input``."""
-    if not node:
-        return []
-    names: list[str] = []
-    if node.get("pfs"):
-        names.append(node["pfs"].get("name") or node["pfs"]["repo"])
-    if node.get("cron"):
-        names.append(node["cron"]["name"])
-    for combiner in ("cross", "union", "join", "group"):
-        for child in node.get(combiner) or []:
-            names.extend(input_names(child))
-    return names
-
-
-def input_repos(node: dict | None) -> list[str]:
-    """Return the repos read by the pfs inputs of a spec's ``input`` (cron repos are Pachyderm's own)."""
-    if not node:
-        return []
-    repos = [node["pfs"]["repo"]] if node.get("pfs") else []
-    for combiner in ("cross", "union", "join", "group"):
-        for child in node.get(combiner) or []:
-            repos.extend(input_repos(child))
-    return repos
-
-
-def cmd_input_refs(cmd: list[str]) -> list[tuple[str, str]]:
-    """Return ``(flag, input name)`` for each ``--in``/``--commit PARAM=INPUT[/PATH]`` of a stage command."""
-    refs = []
-    for flag, value in zip(cmd, cmd[1:], strict=False):
-        if flag in STAGE_FLAGS:
-            _, _, target = value.partition("=")
-            refs.append((flag, target.split("/", 1)[0]))
-    return refs
-
-
 def spec_errors(spec: Any, where: str, stem: str | None = None, root: Path | None = None) -> list[str]:
-    """Check one Pachyderm pipeline spec; return the problems found (empty when it is good).
+    """Check one Pachyderm pipeline spec as the loader does, then with python-pachyderm's request parser.
 
     Args:
         spec: the parsed spec.
@@ -150,36 +97,12 @@ def spec_errors(spec: Any, where: str, stem: str | None = None, root: Path | Non
         root: the repository root (to find the schemas); the current folder when None.
 
     Returns:
-        One line per problem: schema errors with their path, then the checks the schema cannot make.
+        One line per problem: schema errors with their path, then the checks the schema cannot make
+        (`reproml.pps.validation.spec_problems`), then what python-pachyderm refuses.
     """
     from python_pachyderm import parse_dict_pipeline_spec  # heavy (grpc, protobuf): only when used
 
-    if not isinstance(spec, dict):
-        return [f"{where}: a pipeline spec must be a mapping, got {type(spec).__name__}"]
-    checker = validator(str(schemas_dir(root or Path.cwd()) / PACHYDERM_SCHEMA), strict=False)
-    errors = schema_errors(spec, checker, where)
-    name = (spec.get("pipeline") or {}).get("name")
-    if not name:
-        errors.append(f"{where}: pipeline.name is missing")
-    elif stem is not None and name != stem:
-        errors.append(f"{where}: pipeline.name is {name!r} but the file is {stem}.yaml; rename one of them")
-    description = spec.get("description") or ""
-    if not re.fullmatch(r"[A-Z][^\n]*\.", description) or ". " in description:
-        errors.append(f"{where}: description must be one sentence ending with a period, got {description!r}")
-    transform = spec.get("transform") or {}
-    if not transform.get("image"):
-        errors.append(f"{where}: transform.image is missing")
-    cmd = transform.get("cmd")
-    if not cmd or not all(isinstance(part, str) for part in cmd):
-        errors.append(f"{where}: transform.cmd must be a non-empty list of strings, got {cmd!r}")
-        cmd = []
-    if not spec.get("input"):
-        errors.append(f"{where}: input is missing (every pipeline reads something, even a service)")
-    names = input_names(spec.get("input"))
-    for flag, ref in cmd_input_refs(cmd):
-        if ref not in names:
-            errors.append(f"{where}: transform.cmd {flag} refers to input {ref!r}, "
-                          f"but the spec's inputs are {sorted(names)}")
+    errors = spec_problems(spec, where, stem=stem, schemas=schemas_dir(root or Path.cwd()))
     if not errors:
         try:
             parse_dict_pipeline_spec(spec)
@@ -250,53 +173,3 @@ def manifest_files(root: Path) -> list[Path]:
 def spec_files(root: Path) -> list[Path]:
     """Return the pipeline specs, ``pachyderm/*.yaml`` (overlays live in a subfolder)."""
     return sorted((Path(root) / "pachyderm").glob("*.yaml"))
-
-
-def validate_all(root: Path) -> list[str]:
-    """Check every pipeline spec, overlay and manifest of the repository offline, schemas and runtime rules.
-
-    Args:
-        root: the repository root.
-
-    Returns:
-        Every problem found, one line each; empty when all is valid.
-    """
-    # Overlays live with the cluster bridge and the runtime rules in their own module; both import this one.
-    from reproml.cluster import rules
-    from reproml.cluster import specs as cluster_specs
-
-    root = Path(root)
-    errors: list[str] = []
-    specs = {}
-    for path in spec_files(root):
-        spec = yaml.safe_load(path.read_text())
-        specs[path.stem] = spec
-        errors += spec_errors(spec, str(path.relative_to(root)), stem=path.stem, root=root)
-    for path in cluster_specs.overlay_files(root):
-        try:
-            merged = cluster_specs.apply_overlay(specs, cluster_specs.load_overlay(path))
-        except (ValueError, ReproError) as exc:
-            errors.append(f"{path.relative_to(root)}: {exc}")
-            continue
-        for name, spec in merged.items():
-            errors += spec_errors(spec, f"{path.relative_to(root)} applied to {name}", stem=name, root=root)
-    for path in manifest_files(root):
-        for document in load_documents(path):
-            errors += manifest_errors(document, f"{path.relative_to(root)} {describe(document)}", root=root)
-    return errors + rules.runtime_errors(root)
-
-
-def validate_command(root: Path, out=print) -> int:
-    """``reproml validate``: print every problem and a summary line; return the exit status (0 when valid)."""
-    root = Path(root)
-    errors = validate_all(root)
-    for line in errors:
-        out(line)
-    checked = len(spec_files(root)), len(manifest_files(root))
-    if errors:
-        out(f"{len(errors)} problem(s) in {checked[0]} pipeline specs and {checked[1]} manifest files")
-        return 1
-    out(f"valid: {checked[0]} pipeline specs, their overlays and {checked[1]} manifest files "
-        f"(Kubernetes {KUBERNETES_VERSION}, schemas in {schemas_dir(root)}; Argo CD, Pod Security, capacity and "
-        "ingress rules)")
-    return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from reproml.cluster import argo, capacity, podsecurity
+from reproml.cluster import specs as cluster_specs
 from reproml.cluster.manifests import load_documents, manifest_files
 
 NAMESPACES_DIR = "env/k8s/namespaces"
@@ -103,8 +104,6 @@ def standing_pods(root: Path) -> dict[str, capacity.Requests]:
 
 def capacity_errors(root: Path) -> list[str]:
     """Check the pipelines' requests, with and without each overlay, against the node CLUSTER.md names."""
-    from reproml.cluster import specs as cluster_specs  # it imports manifests, as this module does
-
     root = Path(root)
     specs = cluster_specs.load_specs(root / "pachyderm")
     runbook = (root / RUNBOOK).read_text() if (root / RUNBOOK).is_file() else ""
@@ -130,8 +129,6 @@ def exposure_errors(root: Path) -> list[str]:
     Every namespace our pod templates (and the SeldonDeployment) run in denies ingress by default, and
     no service pipeline opens a node port or a load balancer.
     """
-    from reproml.cluster import specs as cluster_specs
-
     denied = {doc["metadata"].get("namespace") for _, doc in objects(root, "NetworkPolicy") if default_deny(doc)}
     used = {doc["metadata"].get("namespace") for _, doc in objects(root) if podsecurity.pod_templates(doc)}
     used.add(seldon_template()["metadata"]["namespace"])

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from reproml.cluster.manifests import input_repos
 from reproml.errors import InvalidSpec
+from reproml.pps import spec as pps_spec
 from reproml.provenance import canonical_hash
 
 OVERLAY_DIR = "pachyderm/overlays"
@@ -43,24 +43,18 @@ class SourceData:
 
 
 def load_specs(specs_dir: Path) -> dict[str, dict]:
-    """Read every ``*.yaml`` spec of a folder, keyed by pipeline name, in file-name order.
+    """The specs of a folder as a cluster receives them (raw dicts), loaded and checked by the one loader.
 
     Args:
         specs_dir: the folder of specs (``pachyderm/``).
 
     Returns:
-        Pipeline name -> spec.
+        Pipeline name -> spec, in file-name order.
+
+    Raises:
+        InvalidSpec: as `reproml.pps.spec.load_specs`.
     """
-    specs: dict[str, dict] = {}
-    for path in sorted(Path(specs_dir).glob("*.yaml")):
-        spec = yaml.safe_load(path.read_text())
-        name = ((spec or {}).get("pipeline") or {}).get("name")
-        if not name:
-            raise InvalidSpec(f"{path}: no pipeline.name", "every spec starts with `pipeline: {name: ...}`")
-        specs[name] = spec
-    if not specs:
-        raise InvalidSpec(f"no pipeline specs (*.yaml) in {specs_dir}", "pass the repository's pachyderm/ folder")
-    return specs
+    return {name: spec.raw for name, spec in pps_spec.load_specs(Path(specs_dir)).items()}
 
 
 def overlay_files(root: Path) -> list[Path]:
@@ -182,32 +176,6 @@ def files_digest(files: Mapping[str, Path]) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def dag_order(specs: Mapping[str, dict]) -> list[str]:
-    """Return pipeline names so that every pipeline comes after the pipelines it reads.
-
-    Ties are broken by name, so the order is stable.
-
-    Raises:
-        InvalidSpec: the specs form a cycle (the message names the pipelines in it).
-    """
-    needs = {name: {repo for repo in input_repos(spec.get("input")) if repo in specs}
-             for name, spec in specs.items()}
-    order: list[str] = []
-    while len(order) < len(needs):
-        ready = sorted(name for name, deps in needs.items() if name not in order and deps <= set(order))
-        if not ready:
-            stuck = sorted(set(needs) - set(order))
-            raise InvalidSpec(f"the pipelines {stuck} read each other in a cycle",
-                              "a pipeline may only read repos of pipelines earlier in the DAG")
-        order.append(ready[0])
-    return order
-
-
-def external_repos(specs: Mapping[str, dict]) -> list[str]:
-    """Return the input repos no pipeline writes: they must exist before the pipelines are created."""
-    return sorted({repo for spec in specs.values() for repo in input_repos(spec.get("input"))} - set(specs))
 
 
 def spec_digest(spec: dict) -> str:

@@ -1,11 +1,19 @@
-"""Pachyderm 2.x pipeline specs (`pachyderm/*.yaml`): loading, checking, and the DAG they form."""
+"""Pachyderm 2.x pipeline specs (`pachyderm/*.yaml`): the one loader, and the DAG the specs form.
 
+`load_specs` reads and checks every spec once (`reproml.pps.validation`) for `reproml run`, `reproml deploy`
+and `reproml validate`; `topological_order` is the one order of the DAG (`graphlib`), used by the engine
+and by a deploy.
+"""
+
+from collections.abc import Mapping
 from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import yaml
 
-from reproml.errors import InvalidSpec
+from reproml.errors import InvalidSpec, NotFound
+from reproml.pps.validation import input_repos, schemas_dir, spec_problems
 from reproml.provenance import canonical_hash
 
 
@@ -48,75 +56,102 @@ class PipelineSpec:
 
     def input_repos(self) -> list[str]:
         """Repos this pipeline reads, in spec order."""
-        return [pfs["repo"] for pfs in iter_pfs(self.input)]
+        return input_repos(self.input)
 
 
-def iter_pfs(node: dict):
-    """Every `pfs` input inside an input tree (through cross, union, join, group)."""
-    if "pfs" in node:
-        yield node["pfs"]
-    for key in ("cross", "union", "join", "group"):
-        for child in node.get(key) or []:
-            yield from iter_pfs(child)
+def load_spec(path: Path, schemas: Path | None = None) -> PipelineSpec:
+    """Read and check one spec file (see `reproml.pps.validation.spec_problems`).
 
-
-def load_spec(path: Path) -> PipelineSpec:
-    """Read and check one spec file."""
+    Raises:
+        InvalidSpec: the file is not YAML or the spec has problems; the message lists every one.
+    """
+    path = Path(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise InvalidSpec(f"{path}: not valid YAML: {error}") from error
-    name = ((raw or {}).get("pipeline") or {}).get("name")
-    if not name:
-        raise InvalidSpec(f"{path}: no pipeline.name", "every spec starts with `pipeline: {name: ...}`")
-    if not (raw.get("transform") or {}).get("cmd"):
-        raise InvalidSpec(f"{path}: pipeline {name!r} has no transform.cmd")
-    if not raw.get("input"):
-        raise InvalidSpec(f"{path}: pipeline {name!r} has no input")
-    for pfs in iter_pfs(raw["input"]):
-        if not pfs.get("repo") or not pfs.get("glob"):
-            raise InvalidSpec(f"{path}: pipeline {name!r} has a pfs input without repo or glob: {pfs}")
-    return PipelineSpec(name, Path(path), raw)
+    problems = spec_problems(raw, str(path), stem=path.stem, schemas=schemas)
+    if problems:
+        raise InvalidSpec("\n".join(problems), "fix the spec; `reproml validate` checks every spec, overlay and "
+                                               "manifest")
+    return PipelineSpec(raw["pipeline"]["name"], path, raw)
+
+
+def find_schemas(folder: Path) -> Path | None:
+    """The reference schemas for the specs in `folder` (the project's `pachyderm/`), or None when absent."""
+    try:
+        return schemas_dir(Path(folder).resolve().parent)
+    except NotFound:
+        return None
 
 
 def load_specs(folder: Path) -> dict[str, PipelineSpec]:
-    """All specs of a folder by pipeline name; names must be unique and inputs must exist or be repos."""
+    """All specs of a folder by pipeline name, each checked once, the DAG they form checked for cycles.
+
+    This is the one loader `reproml run`, `reproml deploy` and `reproml validate` share. Each spec is
+    checked against Pachyderm's JSON schema wherever the reference schemas are (`$REPROML_SCHEMAS` or
+    `../shared/schemas`; without them, only the checks the engine needs run) and by `spec_problems`.
+
+    Raises:
+        InvalidSpec: a spec has problems, two specs share a name, or the specs form a cycle.
+    """
+    schemas = find_schemas(folder)
     specs: dict[str, PipelineSpec] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
-        spec = load_spec(path)
+        spec = load_spec(path, schemas)
         if spec.name in specs:
             raise InvalidSpec(f"pipeline {spec.name!r} is defined in {specs[spec.name].path} and {path}")
         specs[spec.name] = spec
     if not specs:
         raise InvalidSpec(f"no pipeline specs in {folder}", "specs are pachyderm/<pipeline>.yaml")
+    topological_order(specs)
     return specs
 
 
-def topological_order(specs: dict[str, PipelineSpec]) -> list[str]:
-    """Pipelines in an order where each comes after the pipelines it reads: by depth in the DAG, then name."""
-    depth: dict[str, int] = {}
-
-    def visit(name: str, chain: list[str]) -> int:
-        if name in chain:
-            raise InvalidSpec("the pipelines form a cycle: " + " -> ".join(chain + [name]))
-        if name not in depth:
-            parents = [visit(repo, chain + [name]) for repo in specs[name].input_repos() if repo in specs]
-            depth[name] = 1 + max(parents, default=-1)
-        return depth[name]
-
-    for name in specs:
-        visit(name, [])
-    return sorted(specs, key=lambda name: (depth[name], name))
+def _reads(spec) -> list[str]:
+    return spec.input_repos() if isinstance(spec, PipelineSpec) else input_repos((spec or {}).get("input"))
 
 
-def upstream_closure(specs: dict[str, PipelineSpec], target: str) -> set[str]:
+def topological_order(specs: Mapping[str, PipelineSpec | dict]) -> list[str]:
+    """Pipelines in an order where each comes after the pipelines it reads (`graphlib`).
+
+    Pipelines become ready in waves (those whose inputs are all done); each wave is taken in name order,
+    so the order is stable, and the engine and a deploy use the same one.
+
+    Args:
+        specs: pipeline name -> `PipelineSpec`, or the raw spec as a cluster receives it.
+
+    Raises:
+        InvalidSpec: the specs form a cycle (the message shows it).
+    """
+    sorter = TopologicalSorter({name: {repo for repo in _reads(spec) if repo in specs}
+                                for name, spec in specs.items()})
+    try:
+        sorter.prepare()
+    except CycleError as error:
+        raise InvalidSpec("the pipelines form a cycle: " + " -> ".join(reversed(error.args[1])),
+                          "a pipeline may only read repos of pipelines earlier in the DAG") from None
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order += ready
+        sorter.done(*ready)
+    return order
+
+
+def external_repos(specs: Mapping[str, PipelineSpec | dict]) -> list[str]:
+    """The input repos no pipeline writes (feedback, deployed, a deploy's source): they exist before the DAG."""
+    return sorted({repo for spec in specs.values() for repo in _reads(spec)} - set(specs))
+
+
+def upstream_closure(specs: Mapping[str, PipelineSpec], target: str) -> set[str]:
     """`target` and every pipeline it depends on."""
     if target not in specs:
         raise InvalidSpec(f"no pipeline named {target!r}", f"pipelines: {', '.join(sorted(specs))}")
     seen = {target}
     stack = [target]
     while stack:
-        for repo in specs[stack.pop()].input_repos():
+        for repo in _reads(specs[stack.pop()]):
             if repo in specs and repo not in seen:
                 seen.add(repo)
                 stack.append(repo)
