@@ -306,6 +306,37 @@ def test_jupyterlab_opens_no_origin():
     assert "allow_origin" not in (ROOT / "env" / "Dockerfile.notebook").read_text()
 
 
+# --- the deploy Job's view of pachyderm/ -------------------------------------------------------------------
+
+def job_view() -> dict[str, str]:
+    """Path under the deploy Job's spec mount -> the repository file it holds (ConfigMaps, projected)."""
+    folder = ROOT / "env/k8s/reproml"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    keys = {}  # ConfigMap name -> key -> repository file
+    for generator in kustomization["configMapGenerator"]:
+        for entry in generator["files"]:
+            key, _, path = entry.rpartition("=")
+            target = (folder / path).resolve().relative_to(ROOT).as_posix()
+            keys.setdefault(generator["name"], {})[key or Path(path).name] = target
+    [job] = [doc for _, doc in rules.objects(ROOT, "Job") if doc["metadata"]["name"] == "reproml-deploy"]
+    [volume] = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "specs"]
+    view = {}
+    for source in volume["projected"]["sources"]:
+        data = keys[source["configMap"]["name"]]
+        items = source["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+        view.update({item["path"]: data[item["key"]] for item in items})
+    return view
+
+
+def test_the_deploy_job_sees_every_spec_overlay_and_initial_input_file():
+    """deploy reads specs, overlays and inputs/<repo>/ from its mount: a file left out changes the cluster."""
+    pachyderm = ROOT / "pachyderm"
+    wanted = {p.relative_to(pachyderm).as_posix() for p in pachyderm.glob("*.yaml")}
+    wanted |= {p.relative_to(pachyderm).as_posix() for folder in ("overlays", "inputs")
+               for p in (pachyderm / folder).rglob("*") if p.is_file()}
+    assert job_view() == {path: f"pachyderm/{path}" for path in sorted(wanted)}
+
+
 # --- validate: one line per problem, naming file and field -----------------------------------------------
 
 def test_validate_names_file_and_field_of_each_runtime_problem(tmp_path):

@@ -185,7 +185,8 @@ def test_the_deploy_hook_gets_every_spec_from_git():
     assert sorted(generated["reproml-pipeline-specs"]) == [p.name for p in manifests.spec_files(ROOT)]
     assert generated["reproml-pipeline-overlays"] == [p.name for p in sorted((ROOT / "pachyderm/overlays").glob("*.yaml"))]
     for entry in kustomization["configMapGenerator"]:
-        assert all((ROOT / "env/k8s/reproml" / f).resolve().is_file() for f in entry["files"]), entry
+        # FILE or KEY=FILE (keys cannot hold a "/": the initial input files are named repo.file)
+        assert all((ROOT / "env/k8s/reproml" / f.rpartition("=")[2]).resolve().is_file() for f in entry["files"]), entry
     assert sorted(kustomization["resources"]) == sorted(p.name for p in (ROOT / "env/k8s/reproml").glob("*.yaml")
                                                         if p.name != "kustomization.yaml")
 

@@ -170,7 +170,10 @@ def kustomize_objects(folder: Path) -> list[dict]:
         if path.is_file():
             objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     for generator in kustomization.get("configMapGenerator") or []:
-        data = {Path(f).name: (folder / f).read_text() for f in generator.get("files") or []}
+        data = {}
+        for entry in generator.get("files") or []:  # FILE, or KEY=FILE
+            key, _, path = entry.rpartition("=")
+            data[key or Path(path).name] = (folder / path).read_text()
         objects.append({"apiVersion": "v1", "kind": "ConfigMap", "data": data,
                         "metadata": {"name": generator["name"], "namespace": generator.get("namespace")}})
     return objects
