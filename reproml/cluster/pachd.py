@@ -258,6 +258,14 @@ class PachdReader:
             self._files[key] = sorted(files, key=lambda f: f.path)
         return list(self._files[key])
 
+    def notebook_files(self, commit: CommitRef) -> list[FileInfo]:
+        """The `*.ipynb` files of a commit, sorted by path."""
+        return [f for f in self.list_files(commit) if f.path.endswith(".ipynb")]
+
+    def record_table(self) -> None:
+        """No table on a cluster: parsed notebook records live in memory for one command."""
+        return None
+
     def read_file(self, ref, path: str) -> bytes:
         """The bytes of one file of a commit."""
         commit = self.resolve(ref)

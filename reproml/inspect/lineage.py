@@ -20,15 +20,12 @@ from datetime import datetime
 from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
 from reproml.pfs import CommitRef
+from reproml.pfs.source import CommitSource
 
 SCRAP_PREFIX = "application/scrapbook.scrap."  # one mimetype per encoder: json+json, text+json, ...
 PFS = "/pfs"  # what job-specific input paths are rewritten to, so two runs' parameters compare equal
 # Provenance keys that differ on every run of the same thing (ids and times of this execution).
 VOLATILE_PROVENANCE = ("job_id", "datum_id", "output_commit", "duration_s", "runner")
-_CACHE_SCHEMA = ("CREATE TABLE IF NOT EXISTS notebook_records ("
-                 "sha256 TEXT PRIMARY KEY, provenance TEXT, scraps TEXT NOT NULL)")
-
-
 @dataclass
 class NotebookRecord:
     """What lineage needs from one executed notebook: its provenance and its scraps."""
@@ -95,25 +92,22 @@ def scraps_in(nb: dict):
 class RecordCache:
     """Notebook records by content hash: blobs never change, so a record read once is valid forever.
 
-    With the local store the cache is a table in its SQLite database (shared by every process);
-    otherwise it lives in memory.
+    Where the source keeps a record table (the local store: a table shared by every process) records
+    persist there; otherwise they live in memory.
     """
 
-    def __init__(self, source):
+    def __init__(self, source: CommitSource):
         self.source = source
         self.memory: dict[str, tuple] = {}
         # Lineage nodes by `repo@id` (on Pachyderm one id names a commit in every repo of its commit set);
         # finished commits never change.
         self.nodes: dict[str, dict] = {}
-        self.pending: list[str] = []  # records parsed but not yet written to SQLite
-        self.db = source.connection() if hasattr(source, "connection") else None
-        if self.db is not None:
-            self.db.execute(_CACHE_SCHEMA)
+        self.pending: list[str] = []  # records parsed but not yet written to the table
+        self.table = source.record_table()
 
     def get(self, commit: CommitRef, path: str, sha256: str) -> NotebookRecord:
         if sha256 not in self.memory:
-            row = self.db.execute("SELECT provenance, scraps FROM notebook_records WHERE sha256=?",
-                                  (sha256,)).fetchone() if self.db is not None else None
+            row = self.table.get(sha256) if self.table is not None else None
             if row is not None:
                 self.memory[sha256] = (json.loads(row[0]) if row[0] else None, json.loads(row[1]))
             else:
@@ -123,26 +117,12 @@ class RecordCache:
         return NotebookRecord(path, sha256, provenance, scraps)
 
     def flush(self) -> None:
-        """Write the records read since the last flush in one transaction (one fsync, not one per notebook)."""
-        if self.db is None or not self.pending:
+        """Write the records read since the last flush in one write."""
+        if self.table is None or not self.pending:
             return
-        rows = [(sha, json.dumps(self.memory[sha][0]) if self.memory[sha][0] else None,
-                 json.dumps(self.memory[sha][1])) for sha in self.pending]
-        with self.source.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO notebook_records VALUES (?,?,?)", rows)
+        self.table.put_many([(sha, json.dumps(self.memory[sha][0]) if self.memory[sha][0] else None,
+                              json.dumps(self.memory[sha][1])) for sha in self.pending])
         self.pending.clear()
-
-
-def notebook_files(source, commit: CommitRef) -> list:
-    """The `*.ipynb` files of a commit (a SQL filter on the local store, which may hold 100k files)."""
-    if hasattr(source, "connection"):
-        from reproml.pfs import FileInfo
-
-        rows = source.connection().execute(
-            "SELECT path, sha256, size FROM files WHERE commit_id=? AND path LIKE '%.ipynb' ORDER BY path",
-            (commit.id,)).fetchall()
-        return [FileInfo(r[0], r[1], r[2]) for r in rows]
-    return [f for f in source.list_files(commit) if f.path.endswith(".ipynb")]
 
 
 def _agree(values: list):
@@ -170,7 +150,7 @@ def commit_node(source, commit: CommitRef, cache: RecordCache | None = None) -> 
     if key in cache.nodes:
         return dict(cache.nodes[key])
     info = source.inspect_commit(commit)
-    records = [cache.get(commit, f.path, f.sha256) for f in notebook_files(source, commit)]
+    records = [cache.get(commit, f.path, f.sha256) for f in source.notebook_files(commit)]
     provs = [r.provenance for r in records if r.provenance]
     node = {"ref": f"{info.repo}@{info.id}", "repo": info.repo, "commit": info.id, "branch": info.branch,
             "origin": info.origin, "finished": info.finished, "job_id": info.job_id,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reproml.errors import ReproError
 from reproml.inspect.compare import RUN_REPO, _cell, compare_all, compare_runs, with_interval
-from reproml.inspect.lineage import RecordCache, format_text, lineage, notebook_files, scrap_of, short
+from reproml.inspect.lineage import RecordCache, format_text, lineage, scrap_of, short
 from reproml.pfs import CommitRef, Store
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
@@ -36,7 +36,7 @@ def layout(store: Store, reports: Path) -> list[Path]:
     written = []
     for repo in store.list_repos():
         for info in store.list_commits(repo.name):
-            for file in notebook_files(store, CommitRef(info.repo, info.id)):
+            for file in store.notebook_files(CommitRef(info.repo, info.id)):
                 target = reports / info.repo / info.id / file.path
                 if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None,
 def _images(store: Store, commit: CommitRef) -> list[tuple[str, bytes]]:
     """The figures of a run: image outputs of its notebooks in order, then its PNG files."""
     found = []
-    for file in notebook_files(store, commit):
+    for file in store.notebook_files(commit):
         nb = json.loads(store.read_file(commit, file.path))
         for index, cell in enumerate(nb.get("cells", [])):
             for output in cell.get("outputs", []):

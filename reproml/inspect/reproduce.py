@@ -23,7 +23,7 @@ from pathlib import Path
 
 from reproml.errors import NotFound, ReproError
 from reproml.inspect.diff import compare_bytes
-from reproml.inspect.lineage import notebook_files, parse_notebook
+from reproml.inspect.lineage import parse_notebook
 from reproml.inspect.nbdiff import value_changes
 from reproml.pfs import CommitRef, Store
 from reproml.pfs.objects import sha256_file
@@ -96,7 +96,7 @@ def declared_defaults(nb: dict) -> dict:
 def _fingerprints(store: Store, commit: CommitRef) -> dict[str, tuple[str | None, bool]]:
     """{notebook path: (weights fingerprint scrap, ran with deterministic true)} for notebooks that have one."""
     found = {}
-    for info in notebook_files(store, commit):
+    for info in store.notebook_files(commit):
         data = store.read_file(commit, info.path)
         provenance, scraps = parse_notebook(data)
         if FINGERPRINT_SCRAP in scraps:
@@ -166,7 +166,7 @@ def compare_commits(store: Store, original: CommitRef, reproduced: CommitRef, br
     for path, (fingerprint, deterministic) in before.items():
         result.fingerprints[path] = {"old": fingerprint, "new": (after.get(path) or (None,))[0],
                                      "expected_identical": deterministic}
-    for info in notebook_files(store, original):
+    for info in store.notebook_files(original):
         if info.path in new:
             scraps = [parse_notebook(store.read_file(c, info.path))[1] for c in (original, reproduced)]
             result.metric_deltas += [{"notebook": info.path, **c.to_json()} for c in value_changes(*scraps)
@@ -202,7 +202,7 @@ def _drift(store: Store, commit: CommitRef, project: Path) -> list[str]:
         PROJECT as RUNNER_PROJECT,  # the runner records the git state of its own checkout
     )
 
-    files = notebook_files(store, commit)
+    files = store.notebook_files(commit)
     if not files:
         return []
     provenance = parse_notebook(store.read_file(commit, files[0].path))[0] or {}

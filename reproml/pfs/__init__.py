@@ -4,6 +4,7 @@ It follows Pachyderm's PFS model so the same pipeline specs run locally and on a
 """
 
 from reproml.pfs.refs import Ref, parse_ref
+from reproml.pfs.source import CommitSource
 from reproml.pfs.store import CommitInfo, CommitRef, FileInfo, RepoInfo, Store
 
-__all__ = ["CommitInfo", "CommitRef", "FileInfo", "Ref", "RepoInfo", "Store", "parse_ref"]
+__all__ = ["CommitInfo", "CommitRef", "CommitSource", "FileInfo", "Ref", "RepoInfo", "Store", "parse_ref"]

@@ -41,6 +41,8 @@ CREATE INDEX IF NOT EXISTS provenance_by_input ON provenance (input_commit);
 CREATE TABLE IF NOT EXISTS files (
     commit_id TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
     PRIMARY KEY (commit_id, path));
+CREATE TABLE IF NOT EXISTS notebook_records (
+    sha256 TEXT PRIMARY KEY, provenance TEXT, scraps TEXT NOT NULL);
 """
 
 
@@ -246,8 +248,8 @@ class Store:
                 raise ReproError(f"repo {name!r} already exists")
             db.execute("INSERT INTO repos VALUES (?,?,?)", (name, description, time.time()))
 
-    def has_repo(self, name: str) -> bool:
-        return self.db.execute("SELECT 1 FROM repos WHERE name=?", (name,)).fetchone() is not None
+    def has_repo(self, repo: str) -> bool:
+        return self.db.execute("SELECT 1 FROM repos WHERE name=?", (repo,)).fetchone() is not None
 
     def list_repos(self) -> list[RepoInfo]:
         rows = self.db.execute(
@@ -408,6 +410,16 @@ class Store:
             files = [f for f in files if f.path == prefix or f.path.startswith(prefix + "/")]
         return files
 
+    def notebook_files(self, commit: CommitRef) -> list[FileInfo]:
+        """The `*.ipynb` files of a commit, sorted by path (a SQL filter: a commit may hold 100k files)."""
+        rows = self.db.execute("SELECT path, sha256, size FROM files WHERE commit_id=? AND path LIKE '%.ipynb' "
+                               "ORDER BY path", (self.resolve(commit).id,)).fetchall()
+        return [FileInfo(r["path"], r["sha256"], r["size"]) for r in rows]
+
+    def record_table(self) -> "NotebookRecords":
+        """Parsed notebook records, kept in the store's database and shared by every process."""
+        return NotebookRecords(self)
+
     def file_info(self, ref, path: str) -> FileInfo:
         path = path.strip("/")
         for info in self.list_files(ref, path):
@@ -481,6 +493,22 @@ class Store:
     def connection(self) -> sqlite3.Connection:
         """The metadata database, for tables that other modules keep beside the store's (jobs, datums)."""
         return self.db
+
+
+class NotebookRecords:
+    """The `notebook_records` table: what lineage parsed from a notebook, by the notebook's sha256."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def get(self, sha256: str) -> tuple[str | None, str] | None:
+        row = self.store.db.execute("SELECT provenance, scraps FROM notebook_records WHERE sha256=?",
+                                    (sha256,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def put_many(self, rows: list[tuple[str, str | None, str]]) -> None:
+        with self.store.transaction() as db:  # one transaction: one fsync, not one per notebook
+            db.executemany("INSERT OR IGNORE INTO notebook_records VALUES (?,?,?)", rows)
 
 
 def dumps(value) -> str:
