@@ -1,7 +1,8 @@
 """Runs ONE stage notebook (or a batch of datums): jupytext -> papermill -> executed notebook + provenance.
 
 Owns the stage runner (`runner`, started as `python -m reproml.stage`) and the few helpers stage notebooks
-import (`notebook`: required inputs and output folders; `scraps`: metrics in scrapbook's format).
+import (`notebook`: required inputs and output folders; `scraps`: metrics in scrapbook's format), and the
+engine-runner contract (`contract`: one `DatumContext` in as JSON, one `DatumResult` file out).
 May import: `reproml.errors`, `reproml.provenance`. Never the store, the engine, serving or the CLI: a stage
 reads only what its spec's inputs and parameters hand it.
 """
