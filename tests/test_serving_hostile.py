@@ -8,11 +8,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -144,3 +149,58 @@ def test_stalled_clients_do_not_stall_the_others_and_are_let_go(server):
     finally:
         for sock in stalled:
             sock.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_reproml_serve_takes_its_microservice_with_it(tmp_path):
+    if not (SERVING_VENV / "bin" / "seldon-core-microservice").exists():
+        pytest.skip("no .venv-serving: run `make serving-env`")
+    store = Store.open(tmp_path / "store")
+    model_dir = tiny_model(tmp_path)
+    release_commit(store, {n: (model_dir / n).read_bytes() for n in ("model.keras", "calibration.json")}, GOOD)
+    code = ("import sys; from reproml.pfs import Store; from reproml.serving.server import serve; "
+            "sys.exit(serve(None, port=0, store=Store.open(sys.argv[1])))")
+    process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store")], stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    groups: set[int] = set()
+    try:
+        line = process.stderr.readline()
+        assert line.startswith("serving "), line
+        url = line.split(" on ")[1].split()[0]
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # killed while serving, not while loading
+            try:
+                urllib.request.urlopen(url + "/health/status", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.3)
+        groups.update(os.getpgid(pid) for pid in _children(process.pid))
+        assert groups, "serve() started no microservice"
+        os.kill(process.pid, signal.SIGKILL)  # no chance to stop anything itself
+        process.wait()
+        deadline = time.monotonic() + 60
+        alive = set(groups)
+        while alive and time.monotonic() < deadline:
+            for group in list(alive):
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    alive.discard(group)
+            time.sleep(0.3)
+        assert not alive, f"process groups {alive} outlived `reproml serve`"
+    finally:
+        for group in {process.pid, *groups}:  # only if the test failed half-way
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -39,7 +39,8 @@ DEFAULT_WORKERS = 1
 DEFAULT_THREADS = 16
 SERVING_VENV = Path(__file__).resolve().parents[2] / ".venv-serving"
 _SELDON_TYPES = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STRING"}  # Seldon's parameter types
-_HIGH_FD = 10  # sockets are moved above the fds that the handover targets (3 and 4)
+_HIGH_FD = 10
+_PARENT_ENV = "REPROML_SERVE_PARENT_PID"  # set when the microservice must end with the process that started it  # sockets are moved above the fds that the handover targets (3 and 4)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -89,19 +90,24 @@ class Server:
         threads: threads per worker, each answering one request at a time.
         model_parameters: more `SegmentationModel` arguments (e.g. `body_timeout_s`), passed as Seldon
             parameters.
+        die_with_parent: stop the microservice (SIGTERM, its graceful stop) when this process ends, even
+            by SIGKILL (Linux only). `reproml serve` sets it; the server then also ends with the thread
+            that started it, so a caller that starts it from a short-lived thread leaves it False.
         log: a file for the server's output; the terminal when None.
         venv: the serving environment.
     """
 
     def __init__(self, release_ref: str = "release@master", port: int = 9000, host: str = "127.0.0.1",
                  store=None, metrics_port: int = 0, workers: int = DEFAULT_WORKERS, threads: int = DEFAULT_THREADS,
-                 log: Path | None = None, venv: Path = SERVING_VENV, model_parameters: dict | None = None):
+                 log: Path | None = None, venv: Path = SERVING_VENV, model_parameters: dict | None = None,
+                 die_with_parent: bool = False):
         from reproml.pfs import Store
 
         self.store = store if store is not None else Store.open()
         self.release_ref, self.host, self.port, self.workers = release_ref, host, port, workers
         self.threads = threads
         self.model_parameters = dict(model_parameters or {})
+        self.die_with_parent = die_with_parent
         self.metrics_port, self.log, self.venv = metrics_port, log, Path(venv)
         self.process: subprocess.Popen | None = None
         self.folder: Path | None = None
@@ -135,6 +141,8 @@ class Server:
                    "--parameters", json.dumps(parameters)]
         env = {**os.environ, "REPROML_STORE": str(self.store.root), "TF_CPP_MIN_LOG_LEVEL": "2",
                "PYTHONUNBUFFERED": "1"}
+        if self.die_with_parent:
+            env[_PARENT_ENV] = str(os.getpid())
         output = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child keeps writing to it
         try:
             self.process = subprocess.Popen(command, pass_fds=fds, env=env, start_new_session=True,
@@ -226,7 +234,7 @@ def serve(release_ref: str | None = None, port: int = 9000, host: str = "127.0.0
     Returns:
         The microservice's exit status.
     """
-    server = Server(release_ref or "release@master", port=port, host=host, store=store).start()
+    server = Server(release_ref or "release@master", port=port, host=host, store=store, die_with_parent=True).start()
     stop = {"asked": False}
 
     def on_signal(signum, frame):
@@ -256,6 +264,13 @@ def _handover(argv: list[str]) -> None:
     `exec` keeps the process id, so `LISTEN_PID` names the process whose gunicorn arbiter reads it.
     """
     rest, metrics, *command = argv
+    parent = os.environ.pop(_PARENT_ENV, "")
+    if parent:  # `reproml serve` may be killed without a chance to stop us: then SIGTERM stops gunicorn
+        from reproml.stage.lifeline import signal_on_parent_death
+
+        signal_on_parent_death(signal.SIGTERM)
+        if os.getppid() != int(parent):  # it ended before the request took effect
+            sys.exit(0)
     os.dup2(int(rest), 3)
     os.dup2(int(metrics), 4)
     os.close(int(rest))

@@ -31,6 +31,20 @@ def _watch(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def signal_on_parent_death(signum: int) -> bool:
+    """Ask Linux to send `signum` to this process when its parent ends; False where it cannot (not Linux).
+
+    The request survives `exec`, so a launcher can make it for the program it becomes.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def die_with_engine() -> None:
     """Arrange for this process to end (cleanly, through SIGTERM) when the engine that started it ends.
 
@@ -41,13 +55,7 @@ def die_with_engine() -> None:
     if not engine.isdigit():
         return
     signal.signal(signal.SIGTERM, _terminate)
-    watched = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            watched = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            watched = False
+    watched = signal_on_parent_death(signal.SIGTERM)
     if os.getppid() != int(engine):  # the engine died before the line above took effect
         raise SystemExit(128 + signal.SIGTERM)
     if not watched:
