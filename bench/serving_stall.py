@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -105,6 +106,7 @@ def main() -> None:
         print(f"   {args.stalled} stalled clients:  p50 {stalled['p50']:7.1f} ms  p99 {stalled['p99']:7.1f} ms  "
               f"errors {stalled['errors']}  (stalled connections let go: {stalled['let_go']})")
         print(f"   ratio p99 stalled / unstalled: {stalled['p99'] / calm['p99']:.2f}  (target <= 2, 0 errors)")
+    shutil.rmtree(root, ignore_errors=True)  # the release and server logs; kept only if the run failed
 
 
 if __name__ == "__main__":
