@@ -70,3 +70,41 @@ def test_a_release_is_recorded_in_service_once_and_deployed_starts_with_nothing_
     same_weights = release_commit(store, {}, {**GOOD, "mean_iou": 0.71})
     assert deployed.put_in_service(store, same_weights) is None  # the model served did not change
     assert store.branch_head("deployed") == recorded
+
+
+ENV_NOTEBOOK = '''# %% [markdown]
+# # Environment
+# A fixture stage that records which of the engine's variables it can see.
+
+# %%
+import json
+import os
+from pathlib import Path
+
+# %% tags=["parameters"]
+input_dir: str = ""  # unused
+output_dir: str = "out"  # where env.json goes
+
+# %%
+names = ["REPROML_STORE", "PACHD_ADDRESS", "PFS_ROOT", "PACH_JOB_ID", "raw_COMMIT"]
+Path(output_dir, "env.json").write_text(json.dumps({name: os.environ.get(name) for name in names}))
+'''
+
+
+def test_a_stage_is_handed_its_inputs_and_no_address_of_the_store_or_pachd(fixture_project, tmp_path, monkeypatch):
+    spec = {"pipeline": {"name": "env"}, "description": "Fixture pipeline env.",
+            "input": {"pfs": {"repo": "raw", "glob": "/"}},
+            "transform": {"image": "ghcr.io/reproml/pipeline:0.1.0",
+                          "cmd": ["python", "-m", "reproml.stage", "notebooks/env.py", "--in", "input_dir=raw"]}}
+    project = fixture_project([spec])
+    (project / "notebooks" / "env.py").write_text(ENV_NOTEBOOK)
+    store = Store.open(tmp_path / "store")
+    store.create_repo("raw")
+    with store.commit("raw") as commit:
+        commit.put_file("x", b"x")
+    monkeypatch.setenv("REPROML_STORE", str(store.root))  # the engine's own environment names both ...
+    monkeypatch.setenv("PACHD_ADDRESS", "grpc://pachd:30650")
+    reproml("run", store=store.root, cwd=project)
+    seen = json.loads(store.read_file("env@master", "env.json"))
+    assert seen["REPROML_STORE"] is None and seen["PACHD_ADDRESS"] is None  # ... the stage sees neither
+    assert seen["raw_COMMIT"] == commit.id and seen["PACH_JOB_ID"] and seen["PFS_ROOT"]
