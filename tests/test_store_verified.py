@@ -68,5 +68,7 @@ def test_a_run_refuses_a_corrupt_input_and_commits_nothing(fixture_project, stor
     sha = _damage(store, "flipped")
     result = reproml("run", store=store.root, cwd=project, check=False)
     assert result.returncode != 0
-    assert sha in result.stdout + result.stderr and "corrupt" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert sha in output and "corrupt" in output
+    assert f"raw@{store.branch_head('raw')}:/a/data.txt" in output  # names the input commit and file
     assert Store.open(store.root).branch_head("copy") is None

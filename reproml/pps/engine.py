@@ -306,7 +306,7 @@ class Engine:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         pfs = work / "pfs"
         for part in datum.inputs:
-            self.store.materialize(None, pfs / part.name, files=list(part.files))
+            self.store.materialize(f"{part.repo}@{part.commit}", pfs / part.name, files=list(part.files))
         context = DatumContext(
             pfs_root=str(pfs), pipeline=spec.name, job_id=job_id, datum_id=datum.id, output_commit=commit_id,
             input_commits={part.name: part.commit for part in datum.inputs},
