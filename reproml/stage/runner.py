@@ -1,6 +1,7 @@
 """Run ONE stage notebook: jupytext `.py` -> papermill -> executed notebook + provenance.
 
     python -m reproml.stage notebooks/train.py --in data_dir=transform -p epochs 10
+    python -m reproml.stage --batch notebooks/transform.py ...   (datum after datum, reproml.stage.batch)
 
 Inputs are parameters resolved under the datum's `pfs_root` (default `/pfs`); `output_dir` is
 `<pfs_root>/out`. The executed notebook is written into the output; on failure the partially executed
@@ -237,12 +238,15 @@ def _failed_notebook_home(report: Path, context: DatumContext) -> str:
     return str(report)
 
 
-def run_stage(request: StageRequest, context: DatumContext | None = None) -> Path:
+def run_stage(request: StageRequest, context: DatumContext | None = None, warm=None, position: int = 0) -> Path:
     """Execute one stage notebook and return the path of the executed notebook.
 
     Args:
         request: the notebook, inputs and parameters (the command line).
         context: the datum (from the engine, else from Pachyderm's environment variables).
+        warm: a `reproml.stage.kernel.WarmKernel` to execute in (batched mode), already reset for this datum;
+            None starts and stops a kernel of its own.
+        position: the datum's position in its batch (1-based), recorded in provenance when `warm` is given.
 
     Raises:
         StageFailed: the notebook raised; the message names stage, datum and cell.
@@ -261,12 +265,19 @@ def run_stage(request: StageRequest, context: DatumContext | None = None) -> Pat
     report = out / name
     report.parent.mkdir(parents=True, exist_ok=True)
     provenance = collect_provenance(request, parameters, context)
+    engine = {}
+    if warm is not None:
+        from reproml.stage import kernel
+
+        kernel.register()
+        provenance.update(batched=True, batch_position=position)
+        engine = {"engine_name": kernel.ENGINE_NAME, "warm": warm}
     started = time.time()
     try:
         executed = papermill.execute_notebook(
             nb, str(report), parameters=parameters, kernel_name=KERNELSPEC["name"], progress_bar=False,
             stdout_file=sys.stdout, stderr_file=sys.stderr,  # what cells print reaches the log as it happens
-            cwd=str(PROJECT), shutdown_kernel="immediate")
+            cwd=str(PROJECT), shutdown_kernel="immediate", **engine)
     except PapermillExecutionError as error:
         kept = _failed_notebook_home(report, context)
         print("\n".join(error.traceback), file=sys.stderr)  # `pachctl logs` shows it on a cluster
@@ -307,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default <stage>.ipynb; {datum} expands to the datum's name)")
     parser.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="a notebook parameter (later values win)")
+    parser.add_argument("--batch", action="store_true", help="run the notebook for datum after datum in one warm "
+                        "kernel, as fed by the local engine or a Pachyderm worker (spec: datumBatching: true)")
     parser.add_argument("--help-notebook", action="store_true", help="list the notebook's parameters and exit")
     return parser
 
@@ -320,9 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, (type_name, default, help_text) in declared_parameters(read_notebook(args.notebook)).items():
                 print(f"  {name}: {type_name} = {default}  # {help_text}")
             return 0
-        context = DatumContext.from_environment()
         request = StageRequest(args.notebook, dict(args.inputs), dict(args.commits), dict(args.parameters),
                                args.report)
+        if args.batch:  # one datum after another, each with its own context and result (reproml.stage.batch)
+            from reproml.stage.batch import serve
+
+            return serve(request)
+        context = DatumContext.from_environment()
         report = run_stage(request, context)
     except ReproError as error:
         print(f"reproml.stage: error: {error}", file=sys.stderr)
