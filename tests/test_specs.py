@@ -47,6 +47,11 @@ def test_python_pachyderm_builds_the_request(name):
     assert list(request.transform.cmd) == spec["transform"]["cmd"]
     assert request.datum_tries == spec.get("datumTries", 0)
     assert request.parallelism_spec.constant == (spec.get("parallelismSpec") or {}).get("constant", 0)
+    assert request.transform.datum_batching == spec["transform"].get("datumBatching", False)
+
+
+def test_the_pipeline_of_many_small_datums_batches_them():
+    assert load("transform")["transform"]["datumBatching"] is True
 
 
 @pytest.mark.parametrize("name", [p for p in PIPELINES if p != "tensorboard"])
@@ -116,6 +121,8 @@ def good() -> dict:
      "--in refers to input 'tuned'"),
     (lambda s: s["transform"].update(cmd=["python", "-p", "epochs", 3]), "transform.cmd must be"),
     (lambda s: s.update(description="Trains. Then writes"), "description must be one sentence"),
+    (lambda s: s["transform"].update(datumBatching=True), "transform.datumBatching is True but transform.cmd lacks"),
+    (lambda s: s["transform"]["cmd"].append("--batch"), "transform.datumBatching is False but transform.cmd has"),
 ])
 def test_bad_specs_are_reported_with_their_path(mutate, expected):
     spec = good()

@@ -14,7 +14,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import yaml
 
 from reproml.errors import InvalidSpec, JobFailed, ReproError
 from reproml.pfs import CommitRef, FileInfo, Store
+from reproml.pps.batching import BatchPool, BatchWorker
 from reproml.pps.cachekey import datum_keys, named_paths, package_fingerprint
 from reproml.pps.datums import Datum, compute_datums
 from reproml.pps.jobs import Jobs
@@ -232,8 +235,8 @@ class Engine:
         outputs: dict[int, list[FileInfo]] = {i: files for i, files in enumerate(cached) if files is not None}
         try:
             workers = max(1, min(spec.parallelism, os.cpu_count() or 1, len(todo) or 1))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(self._run_datum, spec, job_id, commit.id, datums[i], cmd, profile): i
+            with self._batch_pool(spec, job_id, cmd) as runners, ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(self._run_datum, spec, job_id, commit.id, datums[i], cmd, profile, runners): i
                            for i in todo}
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 for future in futures:
@@ -297,9 +300,46 @@ class Engine:
                 merged[info.path] = info
         return sorted(merged.values(), key=lambda f: f.path)
 
+    def _runner_env(self, spec: PipelineSpec) -> dict[str, str]:
+        """The environment every datum's process starts with (the datum's own context comes on top)."""
+        inherited = {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV}
+        return {**inherited, **spec.env, ENGINE_PID_ENV: str(os.getpid()),
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    @staticmethod
+    def _argv(cmd: list[str]) -> list[str]:
+        return [sys.executable if cmd[0] in ("python", "python3") else cmd[0], *cmd[1:]]
+
+    @contextmanager
+    def _batch_pool(self, spec: PipelineSpec, job_id: str, cmd: list[str]) -> Iterator[BatchPool | None]:
+        """For a spec with datumBatching, the job's batched runners (started as datums need them); else None."""
+        if not spec.datum_batching:
+            yield None
+            return
+        argv, env, logs = self._argv(cmd), self._runner_env(spec), self.store.root / "jobs" / job_id / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        runners = BatchPool(lambda n: BatchWorker(argv, self.project, env, logs / f"batch-{n}.log"), STOP_GRACE_S)
+        try:
+            yield runners
+        finally:
+            runners.close()
+
+    def _run_batched(self, runners: BatchPool, context: DatumContext, label: str, started: float, log) -> int:
+        """Hand the datum to an idle batched runner; 0 when it answered, 1 when it died first."""
+        with runners.worker() as runner:
+            log.write(f"batched: runner pid {runner.process.pid}; its output is in {runner.log_path}\n")
+            log.flush()
+            done = runner.run(context, HEARTBEAT_S, lambda: self.progress(
+                f"      ... {label}  {time.time() - started:.0f}s  {_last_line(runner.log_path)}"))
+        return 0 if done else 1
+
     def _run_datum(self, spec: PipelineSpec, job_id: str, commit_id: str, datum: Datum, cmd: list[str],
-                   profile: str | None) -> list[FileInfo]:
-        """Lay out the datum's inputs, run the transform (up to datumTries), store its outputs."""
+                   profile: str | None, runners: BatchPool | None = None) -> list[FileInfo]:
+        """Lay out the datum's inputs, run the transform (up to datumTries), store its outputs.
+
+        With `runners` (a spec with datumBatching) the datum goes to a warm batched runner instead of a
+        process of its own; everything else is the same.
+        """
         work = self.store.root / "tmp" / job_id / datum.id[:16]
         job_dir = self.store.root / "jobs" / job_id
         log_path = job_dir / "logs" / f"{datum.id[:16]}.log"
@@ -314,10 +354,8 @@ class Engine:
                           for part in datum.inputs},
             profile=profile or "", failed_dir=str(job_dir / "failed" / datum.id[:16]),
             result_file=str(job_dir / "results" / f"{datum.id[:16]}.json"))
-        inherited = {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV}
-        env = {**inherited, **spec.env, **context.environment(), ENGINE_PID_ENV: str(os.getpid()),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        argv = [sys.executable if cmd[0] in ("python", "python3") else cmd[0], *cmd[1:]]
+        env = {**self._runner_env(spec), **context.environment()}
+        argv = self._argv(cmd)
         started = time.time()
         for attempt in range(1, spec.datum_tries + 1):
             shutil.rmtree(pfs / "out", ignore_errors=True)
@@ -326,9 +364,12 @@ class Engine:
             with open(log_path, "a") as log:
                 log.write(f"--- attempt {attempt}: {shlex.join(cmd)}\n")
                 log.flush()
-                process = subprocess.Popen(argv, cwd=self.project, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL)
-                code = self._wait(process, datum.label, started, log_path)
+                if runners is not None:
+                    code = self._run_batched(runners, context, datum.label, started, log)
+                else:
+                    process = subprocess.Popen(argv, cwd=self.project, env=env, stdout=log,
+                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    code = self._wait(process, datum.label, started, log_path)
             answer = DatumResult.read(context.result_file)
             if code == 0 and (answer is None or answer.ok):  # a command other than the runner answers by exit code
                 break

@@ -46,6 +46,11 @@ class PipelineSpec:
         return int((self.raw.get("parallelismSpec") or {}).get("constant") or 1)
 
     @property
+    def datum_batching(self) -> bool:
+        """Whether one runner process serves many datums (Pachyderm's `transform.datumBatching`)."""
+        return bool(self.raw["transform"].get("datumBatching"))
+
+    @property
     def datum_tries(self) -> int:
         return int(self.raw.get("datumTries") or 3)  # Pachyderm's default
 

@@ -131,6 +131,12 @@ def spec_problems(spec: Any, where: str, stem: str | None = None, schemas: Path 
         if readable and ref not in names:
             errors.append(f"{where}: transform.cmd {flag} refers to input {ref!r}, "
                           f"but the spec's inputs are {sorted(names)}")
+    # With datumBatching the worker starts the command once and it must ask for datums (NextDatum): the
+    # stage runner does so only with --batch, and with --batch it waits for datums that never come otherwise.
+    if "reproml.stage" in cmd and bool(transform.get("datumBatching")) != ("--batch" in cmd):
+        errors.append(f"{where}: transform.datumBatching is {bool(transform.get('datumBatching'))} but "
+                      f"transform.cmd {'lacks' if transform.get('datumBatching') else 'has'} --batch; "
+                      "set both (one warm kernel for many datums) or neither")
     return errors
 
 

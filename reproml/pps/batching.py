@@ -1,0 +1,110 @@
+"""Batched workers for specs with `transform.datumBatching: true`: the engine's side of NextDatum.
+
+The engine starts up to `parallelismSpec` runner processes (`python -m reproml.stage ... --batch`) per job
+and hands each datum to an idle one over the protocol `reproml.stage.batch` documents: the datum's
+`DatumContext` as one JSON line on the runner's stdin; the runner writes the datum's `DatumResult` to the
+context's result file, then one line on the pipe named by `$REPROML_BATCH_FD` to say it is done. Closing
+stdin tells the runner no datum is left. The skip cache, retries (`datumTries`), the merge of outputs and
+the failure rules stay the engine's, exactly as for one process per datum.
+"""
+
+import os
+import queue
+import select
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from reproml.stage.batch import RESULTS_FD_ENV
+from reproml.stage.contract import DatumContext
+
+
+class BatchWorker:
+    """One batched runner process, fed one datum at a time.
+
+    Args:
+        argv: the spec's command (with `--batch`).
+        cwd: the project root.
+        env: the runner's environment (the datum's own comes with each datum).
+        log_path: where the runner's output goes (every datum this worker runs).
+    """
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        read, write = os.pipe()
+        self._log = open(log_path, "a")
+        try:
+            self.process = subprocess.Popen(argv, cwd=cwd, env={**env, RESULTS_FD_ENV: str(write)},
+                                            stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
+                                            pass_fds=(write,), text=True)
+        finally:
+            os.close(write)  # the runner holds the only write end: its exit ends our reads
+        self._signals = os.fdopen(read)
+
+    def run(self, context: DatumContext, heartbeat_s: float, on_wait: Callable[[], None]) -> bool:
+        """Hand over one datum and wait until the runner is done with it; False if the runner died."""
+        try:
+            self.process.stdin.write(context.to_json() + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            return False
+        while True:
+            ready, _, _ = select.select([self._signals], [], [], heartbeat_s)
+            if ready:
+                return bool(self._signals.readline())  # "" : end of file, the runner is gone
+            on_wait()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self, grace_s: float) -> None:
+        """No datum left: let the runner end (it shuts its kernel down); terminate it if it does not."""
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._signals.close()
+        self._log.close()
+
+
+class BatchPool:
+    """The batched workers of one job: started on demand, at most one per engine thread, reused.
+
+    Args:
+        start: starts worker number n (1-based).
+        grace_s: how long a worker may take to end once told to.
+    """
+
+    def __init__(self, start: Callable[[int], BatchWorker], grace_s: float):
+        self._start, self._grace_s = start, grace_s
+        self._idle: queue.SimpleQueue[BatchWorker] = queue.SimpleQueue()
+        self._all: list[BatchWorker] = []
+
+    @contextmanager
+    def worker(self) -> Iterator[BatchWorker]:
+        """An idle worker (a new one if none is idle); a worker that died is replaced next time."""
+        try:
+            worker = self._idle.get_nowait()
+        except queue.Empty:
+            worker = self._start(len(self._all) + 1)
+            self._all.append(worker)
+        try:
+            yield worker
+        finally:
+            if worker.alive:
+                self._idle.put(worker)
+
+    def close(self) -> None:
+        for worker in self._all:
+            worker.close(self._grace_s)

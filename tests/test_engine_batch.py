@@ -1,0 +1,70 @@
+"""The engine with `datumBatching: true`: batched runners fed over the NextDatum-like protocol."""
+
+import pytest
+import yaml
+
+from conftest import echo_spec, reproml
+from reproml.pfs import Store
+from reproml.pps.jobs import Jobs
+
+RAW = {"pfs": {"repo": "raw", "glob": "/*"}}
+FILES = {"a/1.txt": b"1", "a/2.txt": b"2", "b/3.txt": b"3", "c/4.bin": bytes(range(256)), "d/5.txt": b"5"}
+
+
+def _seed_raw(store_dir) -> None:
+    store = Store.open(store_dir)
+    store.create_repo("raw", exist_ok=True)
+    with store.commit("raw") as commit:
+        for path, data in FILES.items():
+            commit.put_file(path, data)
+
+
+def _committed(store_dir, repo: str) -> dict[str, str]:
+    """Every committed file of repo@master by content hash, executed notebooks aside (they hold timings)."""
+    return {f.path: f.sha256 for f in Store.open(store_dir).list_files(f"{repo}@master")
+            if not f.path.endswith(".ipynb")}
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_a_batched_pipeline_commits_what_an_unbatched_one_does(fixture_project, tmp_path, parallelism):
+    args = ("--in", "input_dir=raw", "-p", "factor", "2")
+    project = fixture_project([
+        echo_spec("plain", RAW, *args, parallelismSpec={"constant": parallelism}),
+        echo_spec("batched", RAW, *args, "--batch", parallelismSpec={"constant": parallelism},
+                  transform={"image": "ghcr.io/reproml/pipeline:0.1.0", "datumBatching": True,
+                             "cmd": ["python", "-m", "reproml.stage", "notebooks/echo.py", *args, "--batch",
+                                     "--report", "echo/{datum}.ipynb"]}),
+    ])
+    store_dir = tmp_path / "store"
+    _seed_raw(store_dir)
+    out = reproml("run", store=store_dir, cwd=project).stdout
+    assert "ok  raw:/d" in out
+    plain, batched = _committed(store_dir, "plain"), _committed(store_dir, "batched")
+    assert batched == plain and len(plain) == len(FILES) + 4  # + one counts/<datum>.json per datum
+    store = Store.open(store_dir)
+    notebooks = sorted(f.path for f in store.list_files("batched@master") if f.path.endswith(".ipynb"))
+    assert notebooks == ["echo/a.ipynb", "echo/b.ipynb", "echo/c.ipynb", "echo/d.ipynb"]
+    logs = sorted(p.name for p in (store_dir / "jobs").glob("*/logs/batch-*.log"))
+    assert logs == [f"batch-{n}.log" for n in range(1, parallelism + 1)]  # one warm runner per thread
+    assert "up to date" in reproml("run", store=store_dir, cwd=project).stdout
+
+
+def test_batched_datum_tries_retry_a_flaky_datum_and_a_failure_fails_the_job(fixture_project, tmp_path):
+    marker = tmp_path / "marker"
+    args = ("--in", "input_dir=raw", "-p", "fail_once", str(marker), "--batch")
+    spec = echo_spec("flaky", RAW, *args, datumTries=2)
+    spec["transform"]["datumBatching"] = True
+    project = fixture_project([spec])
+    store_dir = tmp_path / "store"
+    _seed_raw(store_dir)
+    reproml("run", store=store_dir, cwd=project)
+    jobs = Jobs(Store.open(store_dir))
+    runs = jobs.datum_runs(jobs.list()[0].id)
+    assert sorted(r["attempts"] for r in runs) == [1, 1, 1, 2] and {r["state"] for r in runs} == {"success"}
+
+    spec["datumTries"] = 1
+    spec["transform"]["cmd"][spec["transform"]["cmd"].index(str(marker))] = str(tmp_path / "marker-2")
+    (project / "pachyderm" / "flaky.yaml").write_text(yaml.safe_dump(spec))
+    failed = reproml("run", store=store_dir, cwd=project, check=False)
+    assert failed.returncode != 0 and "failing once, as asked" in failed.stdout + failed.stderr
+    assert jobs.list()[0].failed_notebook
