@@ -114,3 +114,62 @@ def test_a_failing_datum_keeps_its_notebook_and_the_batch_goes_on(tmp_path, proj
     for root in roots[1:]:
         assert json.loads((root / "out" / "counts" / f"{root.name}.json").read_text()) == {"count": 2}
     assert sb.read_notebook(str(roots[2] / "out" / "ok2.ipynb")).scraps["provenance"].data["batch_position"] == 3
+
+
+def _fake_worker_class():
+    from python_pachyderm.proto.v2.worker import worker_pb2_grpc
+
+    return type("FakeWorker", (FakeWorker, worker_pb2_grpc.WorkerServicer), {})
+
+
+class FakeWorker:
+    """Pachyderm's worker side of NextDatum (gRPC `pachyderm.worker.Worker`), as its protocol documents it:
+    each call carries the previous datum's error and returns once the next datum's `/pfs/.env` is written;
+    after the last datum the real worker ends the user code (here: the call fails, which ends `serve`)."""
+
+    def __init__(self, roots, env_file):
+        self.roots, self.env_file, self.errors = list(roots), env_file, []
+
+    def NextDatum(self, request, context):  # noqa: N802 (the gRPC method's name)
+        import grpc
+        from python_pachyderm.proto.v2.worker import worker_pb2
+
+        self.errors.append(request.error)
+        if not self.roots:
+            context.abort(grpc.StatusCode.CANCELLED, "no datum left")
+        root = self.roots.pop(0)
+        self.env_file.write_text(f"PFS_ROOT={root}\nPACH_DATUM_ID={root.name}\nPACH_JOB_ID=job1\nraw_COMMIT=c0ffee\n")
+        return worker_pb2.NextDatumResponse()
+
+
+def test_on_pachyderm_datums_come_from_the_workers_next_datum(tmp_path, monkeypatch, project_cwd):
+    from concurrent import futures
+
+    import grpc
+    from python_pachyderm.proto.v2.worker import worker_pb2_grpc
+
+    from reproml.stage.batch import PachydermSource, default_source
+
+    roots = _datum_roots(tmp_path, "worker", ["w1", "w2", "w3"])
+    fake = _fake_worker_class()(roots, tmp_path / ".env")  # Status and Cancel: the generated stubs'
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    worker_pb2_grpc.add_WorkerServicer_to_server(fake, server)
+    port = server.add_insecure_port("localhost:0")
+    server.start()
+    try:
+        monkeypatch.setenv("PPS_WORKER_GRPC_PORT", str(port))
+        source = default_source()
+        assert isinstance(source, PachydermSource)
+        source.worker._dotenv_path = str(tmp_path / ".env")  # the worker writes /pfs/.env; here a file of ours
+        request = StageRequest(ECHO, inputs={"input_dir": "raw"}, parameters={"fail_once": str(tmp_path / "m")},
+                               report="{datum}.ipynb")
+        with pytest.raises(grpc.RpcError, match="no datum left"):
+            serve(request, source)
+    finally:
+        server.stop(None)
+    # NextDatum carried each datum's outcome: the first failed (fail_once), the others succeeded.
+    assert len(fake.errors) == 4 and fake.errors[0] == "" and fake.errors[2:] == ["", ""]
+    assert "StageFailed" in fake.errors[1] and "failing once, as asked" in fake.errors[1]
+    for root in roots[1:]:
+        provenance = sb.read_notebook(str(root / "out" / f"{root.name}.ipynb")).scraps["provenance"].data
+        assert (provenance["datum_id"], provenance["job_id"], provenance["batched"]) == (root.name, "job1", True)
