@@ -45,7 +45,8 @@ def test_a_batched_pipeline_commits_what_an_unbatched_one_does(fixture_project, 
     notebooks = sorted(f.path for f in store.list_files("batched@master") if f.path.endswith(".ipynb"))
     assert notebooks == ["echo/a.ipynb", "echo/b.ipynb", "echo/c.ipynb", "echo/d.ipynb"]
     logs = sorted(p.name for p in (store_dir / "jobs").glob("*/logs/batch-*.log"))
-    assert logs == [f"batch-{n}.log" for n in range(1, parallelism + 1)]  # one warm runner per thread
+    # warm runners are started as threads need them and reused: never more than the parallelism
+    assert logs == [f"batch-{n}.log" for n in range(1, len(logs) + 1)] and 1 <= len(logs) <= parallelism
     assert "up to date" in reproml("run", store=store_dir, cwd=project).stdout
 
 
