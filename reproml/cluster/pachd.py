@@ -5,7 +5,7 @@
     reproml compare evaluate@<commit> evaluate@master --pachd localhost:30650
 
 `PachdReader` has the read methods of the local `Store` that `lineage`, `diff file` and `compare` use
-(`resolve`, `inspect_commit`, `list_files`, `read_file`, `downstream`, `list_commits`) and answers them
+(`resolve`, `inspect_commit`, `list_files`, `read_file`, `downstream`, `list_commits`, `list_repos`) and answers them
 with python-pachyderm 7.6 (Pachyderm's 2.7 API), read-only: InspectCommit for a commit and its direct
 provenance, ListCommit for the commits of a repo, InspectBranch for the branches downstream of a commit,
 WalkFile for the files of a commit and GetFile for their bytes. The verbs print the same output as
@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable
 
 from reproml.errors import NotFound, ReproError
-from reproml.pfs import CommitInfo, CommitRef, FileInfo, Ref, parse_ref
+from reproml.pfs import CommitInfo, CommitRef, FileInfo, Ref, RepoInfo, parse_ref
 
 COMMIT_ID = re.compile(r"^[0-9a-f]{32}$")  # a Pachyderm 2.x commit id: a UUIDv4 without dashes
 ORIGINS = {1: "user", 2: "auto", 3: "fsck"}  # pfs_v2.OriginKind -> the local store's origin names
@@ -212,6 +212,15 @@ class PachdReader:
     def has_repo(self, repo: str) -> bool:
         """Whether pachd has a repo of this name."""
         return repo in {r.repo.name for r in self._call("repos", lambda: list(self.client.list_repo()))}
+
+    def list_repos(self) -> list[RepoInfo]:
+        """The user repos of the project, oldest first (size and head are not read: 0 and None)."""
+        messages = self._call("repos", lambda: list(self.client.list_repo()))
+        repos = [RepoInfo(m.repo.name, m.description, _seconds(m, "created") or 0.0, None, m.details.size_bytes
+                          if m.HasField("details") else 0)
+                 for m in messages if (m.repo.type or "user") == "user"
+                 and (not m.repo.project.name or m.repo.project.name == self.project)]
+        return sorted(repos, key=lambda r: r.created)
 
     def list_commits(self, repo: str, branch: str | None = None, all_states: bool = False) -> list[CommitInfo]:
         """Commits of a repo, newest first; only finished ones unless `all_states`."""
