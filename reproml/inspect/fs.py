@@ -11,8 +11,7 @@ below a branch or commit are the commit's files. Branches are resolved on every 
 (`master^1`) works as a folder name too. The protocol is registered through fsspec's `fsspec.specs`
 entry point (pyproject.toml), which is how JupyterLab's jupyter-fs mounts it without FUSE.
 
-It reads through the `Store` read interface, which `PachdReader` also has: `list_repos`, `list_commits`,
-`resolve`, `inspect_commit`, `list_files`, `read_file`. It lives in `inspect` because it is one more
+It reads through `reproml.pfs.source.CommitSource`, which the `Store` and `PachdReader` implement. It lives in `inspect` because it is one more
 way of reading runs, next to lineage and diff, and imports nothing else.
 """
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from reproml.pfs.refs import Ref
-    from reproml.pfs.store import CommitInfo, CommitRef, FileInfo
+    from reproml.pfs.store import CommitInfo, CommitRef, FileInfo, RepoInfo
 
     AnyRef = str | Ref | CommitRef | CommitInfo
 
@@ -38,6 +38,9 @@ class CommitSource(Protocol):
 
     def has_repo(self, repo: str) -> bool:
         """Whether the repo exists."""
+
+    def list_repos(self) -> list[RepoInfo]:
+        """The repos, oldest first (what `reproml://` lists at its top)."""
 
     def list_commits(self, repo: str, branch: str | None = None, all_states: bool = False) -> list[CommitInfo]:
         """The repo's commits, newest first (finished ones unless `all_states`)."""
