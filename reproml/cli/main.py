@@ -11,7 +11,7 @@ from pathlib import Path
 from reproml import __version__
 from reproml.cli.files import output_file
 from reproml.errors import ReproError
-from reproml.pfs import Store, parse_ref
+from reproml.pfs import FileInfo, Store, parse_ref
 
 EXAMPLES = """examples:
   reproml run --source synthetic:96 --profile quick      the whole pipeline, offline
@@ -125,9 +125,32 @@ def cmd_inspect_commit(args, store: Store) -> int:
     return 0
 
 
+GLOB_CHARS = set("*?[")
+
+
+def _glob(store: Store, ref) -> list[FileInfo]:
+    """Files and folders of a commit matching a pachctl glob (`/dir/*`, `**/*.png`); folders with size 0.
+
+    The matching is fsspec's, over the `reproml://` view of the store, so it is the same as `fs.glob`.
+    """
+    from reproml.inspect.fs import ReproFileSystem
+
+    commit = store.resolve(f"{ref.repo}@{ref.ref}")
+    prefix = f"{commit.repo}/{commit.id}/"
+    found = ReproFileSystem(reader=store).glob(prefix + ref.path, detail=True)
+    return [FileInfo(name[len(prefix):] + ("/" if entry["type"] == "directory" else ""),
+                     entry.get("sha256", "-"), entry["size"]) for name, entry in sorted(found.items())]
+
+
 def cmd_list_file(args, store: Store) -> int:
     ref = parse_ref(args.ref)
-    files = store.list_files(f"{ref.repo}@{ref.ref}", ref.path)
+    if GLOB_CHARS & set(ref.path):
+        files = _glob(store, ref)
+        if not files:
+            raise ReproError(f"nothing in {ref.repo}@{ref.ref} matches /{ref.path}",
+                             f"see `reproml list file {ref.repo}@{ref.ref}`")
+    else:
+        files = store.list_files(f"{ref.repo}@{ref.ref}", ref.path)
     if args.json:
         _print_json([{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files])
         return 0
@@ -135,11 +158,35 @@ def cmd_list_file(args, store: Store) -> int:
     return 0
 
 
+def _get_folder(store: Store, source: str, folder: str, args) -> int:
+    """`get file -r`: every file at or under `folder` into the folder `-o`, as pachctl lays it out."""
+    if not args.output or args.output == "-":
+        raise ReproError("get file -r needs -o FOLDER", f"e.g. reproml get file -r {source}:/{folder} -o out")
+    commit = store.resolve(source)  # one commit for every file, even if the branch moves meanwhile
+    files = store.list_files(commit, folder)
+    if not files:
+        raise ReproError(f"nothing at /{folder} in {source}", f"see `reproml list file {source}`")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ReproError(f"-o {output}: is a file, and -r writes a folder", "name a new or existing folder")
+    base = folder.strip("/")
+    for info in files:
+        relative = info.path[len(base):].lstrip("/") if base and info.path != base else Path(info.path).name
+        target = output / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with output_file(target) as writer:
+            store.copy_file(commit, info.path, writer)
+    print(f"{len(files)} file(s) of {commit.repo}@{commit.id} written under {output}", file=sys.stderr)
+    return 0
+
+
 def cmd_get_file(args, store: Store) -> int:
     ref = parse_ref(args.ref)
-    if not ref.path:
+    if not ref.path and not args.recursive:
         raise ReproError(f"{args.ref} names no file", "write REPO@REF:PATH, e.g. evaluate@master:evaluation.json")
     source = f"{ref.repo}@{ref.ref}"
+    if args.recursive:
+        return _get_folder(store, source, ref.path, args)
     if not args.output or args.output == "-":  # `-o -` is stdout, as for pachctl
         store.copy_file(source, ref.path, sys.stdout.buffer)
         sys.stdout.buffer.flush()
@@ -276,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", "commit", cmd_list_commit, "the finished commits of a repo, newest first",
         ("repo", {"metavar": "REPO[@BRANCH]"}),
         ("--all", {"action": "store_true", "help": "include started, failed and killed commits"}))
-    add("list", "file", cmd_list_file, "the files of a commit", ("ref", {"metavar": "REPO@REF[:PATH]"}))
+    add("list", "file", cmd_list_file, "the files of a commit (PATH may be a glob: '/images/*.png')",
+        ("ref", {"metavar": "REPO@REF[:PATH|GLOB]"}))
     add("list", "job", cmd_list_job, "the jobs of every pipeline, newest first",
         ("--pipeline", {"help": "only this pipeline's jobs"}))
     add("inspect", "commit", cmd_inspect_commit, "one commit: state, times, provenance",
@@ -284,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("inspect", "job", cmd_inspect_job, "one job: datums, logs, the failed notebook if any",
         ("job", {"metavar": "JOB"}))
     add("get", "file", cmd_get_file, "write a file of a commit to stdout or -o FILE",
-        ("ref", {"metavar": "REPO@REF:PATH"}), ("-o", {"dest": "output", "help": "write to this file"}),
+        ("ref", {"metavar": "REPO@REF:PATH"}), ("-o", {"dest": "output", "help": "write to this file (with -r: "
+                                                                            "this folder)"}),
+        ("-r", {"dest": "recursive", "action": "store_true", "help": "every file under the folder PATH, into the "
+                "folder -o (pachctl's get file -r)"}),
         json_flag=False)
 
     board = verbs.add_parser("tensorboard", help="serve TensorBoard over a model commit's logs (the service "
