@@ -69,3 +69,16 @@ def test_batched_datum_tries_retry_a_flaky_datum_and_a_failure_fails_the_job(fix
     failed = reproml("run", store=store_dir, cwd=project, check=False)
     assert failed.returncode != 0 and "failing once, as asked" in failed.stdout + failed.stderr
     assert jobs.list()[0].failed_notebook
+
+
+def test_the_heartbeat_shows_the_latest_meaningful_line_not_a_library_warning():
+    from reproml.pps.engine import meaningful_lines
+
+    log = ("trial 3 of 12: depth=2; val_loss 0.5123, best so far 0.5000; 1.5 min elapsed\n"
+           "/venv/keras/src/saving/saving_lib.py:802: UserWarning: Skipping variable loading for optimizer\n"
+           "  saveable.load_own_variables(store)\n"
+           "W0000 00:00:1700000000.000000  123 cpu_feature_guard.cc:210] This TensorFlow binary is optimized\n"
+           "2026-12-03 10:00:00.000000: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on\n"
+           "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+    assert meaningful_lines(log)[-1].startswith("trial 3 of 12")
+    assert meaningful_lines("epoch 1\r  \repoch 2\n") == ["epoch 1", "epoch 2"]

@@ -53,3 +53,20 @@ def test_same_seed_gives_the_same_search(tmp_path: Path) -> None:
     assert len(first.trials) == 2 and all(t["status"] == "COMPLETED" for t in first.trials)
     assert first.best_score == min(t["score"] for t in first.trials)
     assert set(first.best_hp) == set(training.HP_TYPES)
+
+
+def test_the_search_reports_one_line_per_trial(tmp_path: Path) -> None:
+    root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
+    space = tuning.SearchSpace(base_filters=(4, 8), depth=(2,), batch_size=(4,))
+    lines: list[str] = []
+    result = tuning.search(root, space=space, max_epochs=1, max_trials=2, hyperband_iterations=2, seed=1,
+                           report=lines.append)
+    assert len(result.trials) == 2
+    assert [line.split(":")[0] for line in lines] == ["trial 1 of 2", "trial 2 of 2"]
+    best = min(t["score"] for t in result.trials)
+    assert f"best so far {best:.4f}" in lines[-1] and "base_filters=" in lines[0] and "min elapsed" in lines[0]
+
+
+def test_a_trial_line_names_what_a_reader_follows() -> None:
+    line = tuning.trial_line(3, 12, {"learning_rate": 0.001, "depth": 2}, 0.51234, None, 90)
+    assert line == "trial 3 of 12: learning_rate=0.001, depth=2; val_loss 0.5123, best so far n/a; 1.5 min elapsed"

@@ -9,6 +9,7 @@ visible only when every datum succeeded.
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -403,11 +404,33 @@ STOP_GRACE_S = 10  # how long a stopped datum may take to shut its kernel down b
 WITHHELD_ENV = frozenset({"REPROML_STORE", "PACHD_ADDRESS", DATUM_ENV_VAR})
 
 
+# Library noise a heartbeat must not repeat for an hour: a Python warning's header line
+# (`file.py:12: UserWarning: ...`) and the source line it quotes, absl/TensorFlow log lines, `WARNING:` lines.
+_WARNING_HEADER = re.compile(r"^\S.*:\d+: \w*Warning: ")
+_LIBRARY_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING:|W0000 |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] )")
+
+
+def meaningful_lines(text: str) -> list[str]:
+    """The lines of a datum's output a person wants in a heartbeat: library warnings and logs left out."""
+    kept, quoting = [], False
+    for line in text.replace("\r", "\n").splitlines():
+        if _WARNING_HEADER.match(line):
+            quoting = True  # the warnings module quotes the offending source line next, indented
+            continue
+        if quoting and line.startswith((" ", "\t")):
+            quoting = False
+            continue
+        quoting = False
+        if line.strip() and not _LIBRARY_LOG.match(line):
+            kept.append(line.strip())
+    return kept
+
+
 def _last_line(log_path: Path) -> str:
     with open(log_path, "rb") as log:
-        log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
-        lines = [line.strip() for line in log.read().decode(errors="replace").replace("\r", "\n").splitlines()]
-    return next((line for line in reversed(lines) if line), "")[:120]
+        log.seek(max(0, log.seek(0, os.SEEK_END) - 16384))
+        lines = meaningful_lines(log.read().decode(errors="replace"))
+    return (lines[-1] if lines else "")[:120]
 
 
 def find_project(start: Path | None = None) -> Path:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import math
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +106,42 @@ class SearchResult:
     best_score: float
 
 
+def trial_line(done: int, planned: int, hp: dict, score: float | None, best: float | None, elapsed_s: float) -> str:
+    """One line per finished trial: n of N, its hyper-parameters, its and the best validation loss, elapsed."""
+    values = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items())
+    def loss(x):
+        return "n/a" if x is None or math.isnan(x) else f"{x:.4f}"
+    return (f"trial {done} of {planned}: {values}; val_loss {loss(score)}, best so far {loss(best)}; "
+            f"{elapsed_s / 60:.1f} min elapsed")
+
+
+class ReportingHyperband(kt.Hyperband):
+    """keras-tuner's Hyperband that reports one `trial_line` per finished trial (its `on_trial_end` hook).
+
+    Args:
+        report: where lines go (the notebook's output, hence the datum's log and its heartbeat).
+    """
+
+    def __init__(self, *args, report: Callable[[str], None] = print, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._report, self._started, self._done = report, time.monotonic(), 0
+
+    def planned_trials(self) -> int:
+        """Trials Hyperband's schedule plans (rounds of every bracket, every iteration), capped by max_trials."""
+        oracle = self.oracle
+        planned = oracle.hyperband_iterations * sum(
+            oracle._get_size(b, r) for b in range(oracle._get_num_brackets()) for r in range(oracle._get_num_rounds(b)))
+        return min(planned, oracle.max_trials) if oracle.max_trials else planned
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        self._done += 1
+        scores = [t.score for t in self.oracle.trials.values() if t.score is not None]
+        hp = {key: trial.hyperparameters.values.get(key) for key in training.HP_TYPES}
+        self._report(trial_line(self._done, max(self._done, self.planned_trials()), hp, trial.score,
+                                min(scores) if scores else None, time.monotonic() - self._started))
+
+
 def search(
     data_dir: str | Path,
     *,
@@ -116,6 +154,7 @@ def search(
     work_dir: str | Path | None = None,
     limit: int | None = None,
     verbose: int = 0,
+    report: Callable[[str], None] = print,
 ) -> SearchResult:
     """Run a Hyperband search and return its trials and the best hyper-parameters (lowest val_loss).
 
@@ -130,6 +169,7 @@ def search(
         work_dir: Where keras-tuner keeps its trial files (default: a temporary folder, removed after).
         limit: Use at most this many samples per split.
         verbose: Keras verbosity inside trials.
+        report: receives one line per finished trial (`trial_line`).
 
     Returns:
         The SearchResult.
@@ -141,8 +181,9 @@ def search(
         )
     hypermodel = UNetHyperModel(data_dir, space, seed, limit=limit)
     with tempfile.TemporaryDirectory(prefix="reproml-tune-") as scratch:
-        tuner = kt.Hyperband(
+        tuner = ReportingHyperband(
             hypermodel,
+            report=report,
             objective=kt.Objective(OBJECTIVE, direction="min"),
             max_epochs=max_epochs,
             factor=factor,
