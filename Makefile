@@ -39,6 +39,7 @@ lab-env: .venv-lab/.installed  ## create .venv-lab: JupyterLab with jupytext, nb
 	test -x .venv-lab/bin/python || $(PYTHON) -m venv .venv-lab
 	.venv-lab/bin/pip install --quiet --upgrade pip==25.1.1
 	.venv-lab/bin/pip install --quiet -r env/requirements-lab.txt -c env/constraints-lab.txt
+	.venv-lab/bin/pip install --quiet --no-deps -e .  # the reproml:// filesystem jupyter-fs mounts
 	touch $@
 
 browser:  ## headless Chromium + ChromeDriver for the report-site tests (Debian packages)
@@ -61,9 +62,10 @@ lint: setup  ## ruff over the package, notebooks, tests and benchmarks
 bench: setup  ## benchmarks: print figures and ratios (see bench/README.md)
 	$(BIN)/python bench/run_all.py
 
-lab: setup lab-env  ## JupyterLab on 127.0.0.1:8888: notebooks/*.py open as notebooks, reports/ holds the runs
+lab: setup lab-env  ## JupyterLab on 127.0.0.1:8888: the store mounted read-only ("reproml runs"), notebooks/*.py as notebooks
 	$(BIN)/reproml reports
-	JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter .venv-lab/bin/jupyter lab --ip=127.0.0.1 --no-browser \
+	REPROML_STORE=$${REPROML_STORE:-$(CURDIR)/.reproml} JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter \
+	  .venv-lab/bin/jupyter lab --ip=127.0.0.1 --no-browser --config=env/jupyter_server_config.py \
 	  --ServerApp.root_dir=$(CURDIR)
 
 serve: setup serving-env  ## serve the newest released model on http://127.0.0.1:9000 (Seldon Core)
