@@ -184,6 +184,30 @@ def test_deterministic_training_gives_the_same_weights_fingerprint(tmp_path: Pat
     assert training.weights_fingerprint(build_unet(32, depth=2, base_filters=4, dropout=0.1)) != first
 
 
+def test_fit_keeps_the_weights_of_the_lowest_validation_loss_epoch(tmp_path: Path) -> None:
+    """The chosen epoch is the best one: the restored weights are those recorded at that epoch's end."""
+    import keras
+
+    root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
+    training.set_determinism(3, deterministic=True)
+    training.configure_device(mixed_precision=False)
+    model = build_unet(32, depth=2, base_filters=4, dropout=0.1)
+    training.compile_model(model, 0.05)  # a large step: validation loss moves up and down within 4 epochs
+    per_epoch: list[str] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: per_epoch.append(training.weights_fingerprint(model))
+    )
+    train = dataset.make_dataset(dataset.split_dir(root, "training"), 4, shuffle=True, augment=True, seed=3)
+    val = dataset.make_dataset(dataset.split_dir(root, "validation"), 4)
+    result = training.fit(model, train, val, epochs=4, output_dir=tmp_path / "out", n_train_images=8, verbose=0,
+                          extra_callbacks=[record])
+    assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
+    # Not the last epoch (with this seed: epoch 1), so keeping the final weights would fail the check below.
+    assert result.best_epoch < 4
+    assert len(per_epoch) == 4
+    assert training.weights_fingerprint(model) == per_epoch[result.best_epoch - 1]
+
+
 # --- evaluation record ----------------------------------------------------------------------------
 
 

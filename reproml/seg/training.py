@@ -226,6 +226,7 @@ def fit(
     n_train_images: int,
     restore_best: bool = True,
     verbose: int = 2,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] | list = (),
 ) -> FitResult:
     """Fit a compiled model, writing TensorBoard logs to output_dir/logs and checkpoints to output_dir/checkpoints.
 
@@ -238,6 +239,7 @@ def fit(
         n_train_images: Images per training epoch, for the throughput.
         restore_best: Load the weights of the epoch with the lowest val_loss at the end.
         verbose: Keras verbosity (2: one line per epoch, readable in an executed notebook).
+        extra_callbacks: More Keras callbacks (benchmarks' timers, tune's progress line).
 
     Returns:
         The FitResult; history maps metric names to per-epoch floats.
@@ -255,6 +257,7 @@ def fit(
             str(checkpoints / "best.weights.h5"), monitor="val_loss", save_best_only=True, save_weights_only=True
         ),
         keras.callbacks.ModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
+        *extra_callbacks,
     ]
     start = time.perf_counter()
     keras_history = model.fit(
