@@ -17,6 +17,8 @@ here (tune's trials also differ in filters, depth and batch size).
 """
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -95,8 +97,9 @@ def tune_estimate(rate: float, n_train: int) -> tuple[int, int, float]:
     from budget import hyperband_schedule  # keras-tuner's own oracle, replayed without training
 
     tune = yaml.safe_load((ROOT / "profiles" / "full.yaml").read_text())["tune"]
-    trials, epochs = hyperband_schedule(tune["max_epochs"], tune.get("factor", 3),
-                                        tune.get("hyperband_iterations", 1), tune.get("max_trials", 0))
+    with contextlib.redirect_stdout(io.StringIO()):  # the oracle prints a summary of every replayed trial
+        trials, epochs = hyperband_schedule(tune["max_epochs"], tune.get("factor", 3),
+                                            tune.get("hyperband_iterations", 1), tune.get("max_trials", 0))
     return trials, epochs, epochs * n_train / rate
 
 
