@@ -58,9 +58,43 @@ def test_compare_all_tabulates_every_run_with_the_parameters_that_vary(store, ca
     assert [r["parameters"]["model.learning_rate"] for r in table["rows"]] == [0.003, 0.002, 0.001]
     code, out = run_verb(compare, ["compare", "--all"], store, capsys)
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["RUN", "CREATED", "model.learning_rate", "dice", "ece", "mean_iou",
-                                              "pixel_accuracy"]
+    # Headline metrics first, then the parameters that differ; dice only on demand.
+    assert code == 0 and lines[0].split() == ["RUN", "CREATED", "pixel_accuracy", "mean_iou", "ece",
+                                              "model.learning_rate"]
     assert len(lines) == 4 and "0.003" in lines[1]
+
+
+def test_compare_all_columns_take_globs_sort_and_formats(store, capsys):
+    base = make_run(store, 0.001)
+    for rate in (0.003, 0.002):
+        make_run(store, rate, base=base)
+    argv = ["compare", "--all", "--columns", "*_iou,learning_rate,dice", "--sort", "learning_rate"]
+    code, out = run_verb(compare, [*argv, "--format", "csv"], store, capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "RUN,CREATED,mean_iou,model.learning_rate,dice"
+    assert [float(line.split(",")[3]) for line in lines[1:]] == [0.001, 0.002, 0.003]
+    code, out = run_verb(compare, [*argv, "--desc", "--format", "json"], store, capsys)
+    data = json.loads(out)
+    assert [r["model.learning_rate"] for r in data] == [0.003, 0.002, 0.001]
+    assert isinstance(data[0]["mean_iou"], float) and len(data[0]["RUN"]) > 12
+    code, out = run_verb(compare, [*argv, "--format", "markdown"], store, capsys)
+    assert out.splitlines()[0].startswith("| RUN ") and out.splitlines()[1].startswith("|--")
+    with pytest.raises(Exception, match="matches no column"):
+        run_verb(compare, ["compare", "--all", "--columns", "nope*"], store, capsys)
+
+
+def test_a_wide_table_folds_to_the_terminal_width_instead_of_wrapping(store):
+    base = make_run(store, 0.001)
+    make_run(store, 0.002, base=base)
+    runs = compare.compare_all(store)
+    runs["metrics"] += [f"confusion_matrix.counts[{i}][{j}]" for i in range(3) for j in range(3)]
+    for row in runs["rows"]:
+        row["metrics"].update({m: 123456 for m in runs["metrics"] if m.startswith("confusion")})
+    text = compare.format_all(runs, columns="*", width=80)
+    blocks = text.split("\n\n")
+    assert len(blocks) > 1 and all(len(line) <= 80 for line in text.splitlines())
+    assert all(block.startswith("RUN") and len(block.splitlines()) == 3 for block in blocks)
+    assert all(f"confusion_matrix.counts[{i}][{j}]" in text for i in range(3) for j in range(3))
 
 
 def test_the_compare_verb_needs_two_runs_or_all(store, capsys):
@@ -88,3 +122,4 @@ def test_intervals_are_shown_beside_their_metric_and_per_image_statistics_are_no
     rows = compare.compare_all(store)
     assert rows["metrics"] == ["dice", "ece", "iou.pet", "mean_iou", "pixel_accuracy"]
     assert "0.8 [0.75, 0.85]" in compare.format_all(rows)
+    assert "0.7 [0.6, 0.8]" in compare.format_all(rows)  # iou.pet is a headline metric

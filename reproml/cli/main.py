@@ -37,7 +37,7 @@ def _size(n: int) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
-    from reproml.inspect.compare import table
+    from reproml.inspect.tables import table
 
     print(table(rows, header))
 

@@ -16,6 +16,7 @@ scrap `name` has its interval in the scrap `name_ci95`. Neither they nor the per
 are drawn from (`per_image`) nor the `bootstrap` settings are metrics.
 """
 
+import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
 from reproml.inspect.lineage import RecordCache, lineage, short
 from reproml.inspect.nbdiff import ValueChange, flatten, value_changes
+from reproml.inspect.tables import FORMATS, render, table
 from reproml.provenance import canonical_hash
 
+HEADLINE = ("pixel_accuracy", "mean_iou", "iou.pet", "ece")  # what `compare --all` shows first
 RUN_REPO = "evaluate"  # a run is a commit of this pipeline: the end of the chain that has metrics
 NOT_METRICS = ("ci95", "bootstrap", "per_image")  # blocks of evaluation.json that describe the metrics
 INTERVAL_SCRAP = "_ci95"  # the scrap `x_ci95` holds the interval of the scrap `x`
@@ -219,13 +222,6 @@ def with_interval(value, interval: list | None) -> str:
     return f"{_cell(value)} [{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    """Columns padded to their widest cell, as `dvc exp show` prints them."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])
-
-
 def format_comparison(result: Comparison) -> str:
     """Upstream differences, then the metrics side by side with deltas."""
     lines = [f"A = {short(result.a)}", f"B = {short(result.b)}", ""]
@@ -252,14 +248,61 @@ def format_comparison(result: Comparison) -> str:
     return "\n".join(lines)
 
 
-def format_all(runs: dict) -> str:
-    """One row per run: run, date, parameters that vary, metrics."""
-    header = ["RUN", "CREATED", *runs["parameters"], *runs["metrics"]]
-    rows = [[short(r["run"]), datetime.fromtimestamp(r["finished"]).strftime("%Y-%m-%d %H:%M") if r["finished"]
-             else "-", *(_cell(r["parameters"][k]) for k in runs["parameters"]),
-             *(with_interval(r["metrics"].get(k), r["intervals"].get(k)) for k in runs["metrics"])]
-            for r in runs["rows"]]
-    return table(rows, header)
+def _matches(name: str, pattern: str) -> bool:
+    """A column glob matches the full name or the name without its pipeline (`learning_rate`)."""
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name.partition(".")[2], pattern)
+
+
+def choose_columns(runs: dict, columns: str | None = None) -> list[str]:
+    """The parameter and metric columns `--all` shows.
+
+    By default the headline metrics (`HEADLINE`, those the runs have), then the parameters that differ
+    between runs; the other metrics only when `columns` asks (comma-separated globs, `*` for all).
+    """
+    names = [*runs["parameters"], *runs["metrics"]]
+    if columns:
+        patterns = [p.strip() for p in columns.split(",") if p.strip()]
+        chosen = [n for p in patterns for n in names if _matches(n, p)]
+        if not chosen:
+            raise ReproError(f"--columns {columns!r} matches no column",
+                             "columns are: " + ", ".join(names) + " (globs allowed, e.g. 'iou.*,learning_rate')")
+        return list(dict.fromkeys(chosen))
+    return [m for m in HEADLINE if m in runs["metrics"]] + runs["parameters"]
+
+
+def all_rows(runs: dict, columns: list[str], sort: str | None = None, descending: bool = False,
+             text: bool = True) -> tuple[list[str], list[list]]:
+    """(header, rows) of `--all`: RUN, CREATED and `columns`, sorted by the column `sort` (a glob)."""
+    params = set(runs["parameters"])
+    records = runs["rows"]
+    if sort:
+        key = next((c for c in ["RUN", "CREATED", *columns, *runs["metrics"], *params] if _matches(c, sort)), None)
+        if key is None:
+            raise ReproError(f"--sort {sort!r} names no column", "sort by a column --columns can show")
+        value = {"RUN": lambda r: r["run"], "CREATED": lambda r: r["finished"] or 0}.get(
+            key, lambda r: (r["parameters"] if key in params else r["metrics"]).get(key))
+        present = [r for r in records if value(r) is not None]
+        records = sorted(present, key=lambda r: json.dumps(value(r)) if isinstance(value(r), dict | list)
+                         else value(r), reverse=descending) + [r for r in records if value(r) is None]
+
+    def cell(record: dict, name: str):
+        if name in params:
+            raw = record["parameters"].get(name)
+            return _cell(raw) if text else raw
+        raw = record["metrics"].get(name)
+        return with_interval(raw, record["intervals"].get(name)) if text else raw
+
+    rows = [[short(r["run"]) if text else r["run"],
+             (datetime.fromtimestamp(r["finished"]).strftime("%Y-%m-%d %H:%M") if r["finished"] else "-") if text
+             else r["finished"], *(cell(r, c) for c in columns)] for r in records]
+    return ["RUN", "CREATED", *columns], rows
+
+
+def format_all(runs: dict, columns: str | None = None, sort: str | None = None, descending: bool = False,
+               fmt: str = "table", width: int | None = None) -> str:
+    """One row per run: run, date, the chosen columns (`choose_columns`), in a format of `FORMATS`."""
+    header, rows = all_rows(runs, choose_columns(runs, columns), sort, descending, text=fmt != "json")
+    return render(rows, header, fmt, width)
 
 
 def add_parser(verbs) -> None:
@@ -270,7 +313,14 @@ def add_parser(verbs) -> None:
     sub.add_argument("--all", action="store_true", help="every run of the branch as a table")
     sub.add_argument("--branch", default="master", help="the branch whose runs --all lists (default master)")
     sub.add_argument("--repo", default=RUN_REPO, help=f"the pipeline whose commits are runs (default {RUN_REPO})")
-    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--json", action="store_true", help="print JSON (for --all: everything compare_all finds)")
+    sub.add_argument("--columns", metavar="GLOBS", help="--all: the columns to show, comma-separated globs "
+                     "(e.g. 'iou.*,learning_rate'; '*' for all); default the headline metrics and the "
+                     "parameters that differ between runs")
+    sub.add_argument("--sort", metavar="COLUMN", help="--all: sort the runs by this column (a glob)")
+    sub.add_argument("--desc", action="store_true", help="--all: sort descending")
+    sub.add_argument("--format", choices=FORMATS, default="table",
+                     help="--all: table (folded to the terminal's width), csv, json or markdown")
     add_pachd_option(sub)
     sub.set_defaults(func=cmd_compare)
 
@@ -280,7 +330,8 @@ def cmd_compare(args, store) -> int:
     source = open_source(args, store)
     if args.all:
         result = compare_all(source, args.repo, args.branch)
-        print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_all(result))
+        print(json.dumps(result, indent=2, sort_keys=True) if args.json else
+              format_all(result, args.columns, args.sort, args.desc, args.format))
         return 0
     if len(args.runs) != 2:
         raise ReproError(f"compare needs two runs or --all, got {len(args.runs)} run(s)",
