@@ -48,6 +48,10 @@ def test_the_index_lists_both_runs_with_the_differing_parameter_and_metrics(site
         assert f"nb/evaluate/{run['evaluate'].id}/Report.ipynb.html" in index
         assert f"lineage/evaluate-{run['evaluate'].id}.html" in index
     assert "<th>model.learning_rate</th>" in index and "<td>0.57</td>" in index and "<td>0.61</td>" in index
+    # Headline metrics first, then the parameters that differ, then the rest (hidden until asked for).
+    heads = [h.rsplit(">", 1)[1] for h in index.split("</th>")[:-1]]
+    assert heads[:6] == ["run", "created", "pixel_accuracy", "mean_iou", "ece", "model.learning_rate"], heads
+    assert '<th class="more">dice</th>' in index
     report = (folder / "nb" / "evaluate" / first["evaluate"].id / "Report.ipynb.html").read_text()
     assert "data:image/png;base64" in report
     lineage_page = (folder / "lineage" / f"evaluate-{first['evaluate'].id}.html").read_text()
@@ -58,8 +62,8 @@ def test_the_compare_page_has_metric_deltas_and_figures_side_by_side(site):
     _, _, folder, _, first, second = site
     page = folder / "compare" / f"{first['evaluate'].id[:12]}-{second['evaluate'].id[:12]}" / "index.html"
     html = page.read_text()
-    assert "learning_rate" in html and "<span class='pos'>+0.04</span>" in html
-    assert html.count("<div class='pair'>") == 2 and (page.parent / "a0.png").exists()
+    assert "learning_rate" in html and '<span class="pos">+0.04</span>' in html
+    assert html.count('<div class="pair">') == 2 and (page.parent / "a0.png").exists()
 
 
 def test_serve_answers_on_loopback(site):

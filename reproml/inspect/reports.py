@@ -4,28 +4,23 @@
     reproml reports --compare A B         the compare page for two chosen runs (default: the two newest)
     reproml reports --serve --port 8008   build, then serve reports/site on http://127.0.0.1:8008/
 
-The site has an index of runs (evaluate commits: date, the parameters that differ between runs,
-headline metrics, links to each stage's executed notebook and to the run's lineage), one HTML page per
+The site has an index of runs (evaluate commits: date, the headline metrics, the parameters that differ
+between runs, the other metrics behind a checkbox, sortable by a click on any column; links to each stage's executed notebook and to the run's lineage), one HTML page per
 notebook (nbconvert), a lineage page per run, and a compare page (upstream differences, metric deltas,
-figures side by side). Commits never change, so notebooks already converted are not converted again.
+figures side by side), all from the Jinja2 templates of `site_templates`. Commits never change, so notebooks already converted are not converted again.
 """
 
 import base64
-import html
 import json
 from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from reproml.errors import ReproError
-from reproml.inspect.compare import RUN_REPO, _cell, compare_all, compare_runs, with_interval
+from reproml.inspect.compare import RUN_REPO, _cell, choose_columns, compare_all, compare_runs, with_interval
 from reproml.inspect.lineage import RecordCache, format_text, lineage, scrap_of, short
+from reproml.inspect.site_templates import render
 from reproml.pfs import CommitRef, Store
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:14px}th{background:#f3f3f3}
-.pos{color:#070}.neg{color:#a00}pre{background:#f7f7f7;padding:1em;overflow:auto}
-.pair{display:flex;gap:1em;margin:1em 0}.pair figure{margin:0;flex:1}.pair img{width:100%;border:1px solid #ddd}"""
 
 
 def layout(store: Store, reports: Path) -> list[Path]:
@@ -50,20 +45,6 @@ def layout(store: Store, reports: Path) -> list[Path]:
                     partial.replace(target)
                 written.append(target)
     return written
-
-
-def _page(title: str, body: str, depth: int = 0) -> str:
-    up = "../" * depth
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><p><a href='{up}index.html'>all runs</a></p>"
-            f"<h1>{html.escape(title)}</h1>{body}</body></html>")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """An HTML table; cells are HTML already (escape text before)."""
-    head = "".join(f"<th>{h}</th>" for h in header)
-    return f"<table><tr>{head}</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows) + "</table>"
 
 
 def _convert(store: Store, commit: CommitRef, path: str, target: Path) -> None:
@@ -102,8 +83,16 @@ def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None,
     site = reports / "site"
     site.mkdir(parents=True, exist_ok=True)
     runs = compare_all(store, repo)
+    columns = choose_columns(runs)  # headline metrics, then the parameters that differ
+    more = [m for m in runs["metrics"] if m not in columns]
     cache = RecordCache(store)
     rows = []
+
+    def cell(run: dict, key: str) -> str:
+        if key in runs["parameters"]:
+            return _cell(run["parameters"][key])
+        return with_interval(run["metrics"].get(key), run["intervals"].get(key))
+
     for run in runs["rows"]:
         graph = lineage(store, run["run"], cache=cache)
         links = []
@@ -111,27 +100,22 @@ def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None,
             if node["notebooks"]:  # the first datum's notebook; all of them are under reports/<pipeline>/<commit>/
                 first = node["notebooks"][0]
                 _convert(store, CommitRef(node["repo"], node["commit"]), first, site / _notebook_href(key, first))
-                more = f" (+{len(node['notebooks']) - 1})" if len(node["notebooks"]) > 1 else ""
-                links.append(f"<a href='{_notebook_href(key, node['notebooks'][0])}'>{html.escape(node['repo'])}</a>{more}")
+                links.append({"href": _notebook_href(key, first), "repo": node["repo"],
+                              "more": f" (+{len(node['notebooks']) - 1})" if len(node["notebooks"]) > 1 else ""})
         lineage_href = f"lineage/{run['run'].replace('@', '-')}.html"
         (site / lineage_href).parent.mkdir(exist_ok=True)
-        (site / lineage_href).write_text(_page(f"lineage of {short(run['run'])}",
-                                               f"<pre>{html.escape(format_text(graph))}</pre>", 1))
-        when = datetime.fromtimestamp(run["finished"]).strftime("%Y-%m-%d %H:%M") if run["finished"] else "-"
-        rows.append([f"<code>{html.escape(short(run['run']))}</code>", when,
-                     *(html.escape(_cell(run["parameters"][k])) for k in runs["parameters"]),
-                     *(html.escape(with_interval(run["metrics"].get(k), run["intervals"].get(k)))
-                       for k in runs["metrics"]),
-                     " ".join(links), f"<a href='{lineage_href}'>lineage</a>"])
+        (site / lineage_href).write_text(render("lineage.html", f"lineage of {short(run['run'])}", 1,
+                                                text=format_text(graph)))
+        rows.append({"run": short(run["run"]), "lineage": lineage_href, "notebooks": links,
+                     "when": datetime.fromtimestamp(run["finished"]).strftime("%Y-%m-%d %H:%M") if run["finished"]
+                     else "-", "cells": [cell(run, k) for k in columns], "more": [cell(run, k) for k in more]})
     refs = [r["run"] for r in runs["rows"]]
-    compare_link = ""
+    compare = None
     if pair or len(refs) >= 2:
         a, b = pair or (refs[1], refs[0])
-        compare_link = f"<p><a id='compare' href='{_compare_page(store, site, a, b)}'>compare {html.escape(short(a))} " \
-                       f"with {html.escape(short(b))}</a></p>"
-    body = _table(["run", "created", *map(html.escape, runs["parameters"]), *map(html.escape, runs["metrics"]),
-                   "notebooks", "lineage"], rows) + compare_link
-    (site / "index.html").write_text(_page(f"runs of {repo}", body))
+        compare = {"href": _compare_page(store, site, a, b), "a": short(a), "b": short(b)}
+    (site / "index.html").write_text(render("index.html", f"runs of {repo}", columns=columns, more=more, rows=rows,
+                                            compare=compare))
     return site
 
 
@@ -157,30 +141,25 @@ def _compare_page(store: Store, site: Path, a: str, b: str) -> str:
     name = f"compare/{result.a.split('@')[1][:12]}-{result.b.split('@')[1][:12]}"
     folder = site / name
     folder.mkdir(parents=True, exist_ok=True)
-    diffs = _table(["pipeline", "what", "A", "B"], [[html.escape(str(d[k]) if k in ("pipeline", "what")
-                                                                  else _cell(d[k])) for k in ("pipeline", "what", "a", "b")]
-                                                    for d in result.differences]) if result.differences else "<p>none</p>"
-    metric_rows = []
+    differences = [{"pipeline": d["pipeline"], "what": d["what"], "a": _cell(d["a"]), "b": _cell(d["b"])}
+                   for d in result.differences]
+    metrics = []
     for key in sorted(set(result.metrics_a) | set(result.metrics_b)):
         va, vb = result.metrics_a.get(key), result.metrics_b.get(key)
         delta = vb - va if va is not None and vb is not None else None
-        css = "" if not delta else " class='pos'" if delta > 0 else " class='neg'"
-        metric_rows.append([html.escape(key), html.escape(with_interval(va, result.intervals_a.get(key))),
-                            html.escape(with_interval(vb, result.intervals_b.get(key))),
-                            f"<span{css}>{f'{delta:+.4g}' if delta is not None else '-'}</span>"])
+        metrics.append({"name": key, "a": with_interval(va, result.intervals_a.get(key)),
+                        "b": with_interval(vb, result.intervals_b.get(key)),
+                        "delta": f"{delta:+.4g}" if delta is not None else "-",
+                        "css": "" if not delta else "pos" if delta > 0 else "neg"})
     figures = []
     pairs = zip(_images(store, store.resolve(result.a)), _images(store, store.resolve(result.b)), strict=False)
     for index, ((label_a, data_a), (label_b, data_b)) in enumerate(pairs):
         (folder / f"a{index}.png").write_bytes(data_a)
         (folder / f"b{index}.png").write_bytes(data_b)
-        figures.append(f"<div class='pair'><figure><img src='a{index}.png'><figcaption>A: {html.escape(label_a)}"
-                       f"</figcaption></figure><figure><img src='b{index}.png'><figcaption>B: {html.escape(label_b)}"
-                       "</figcaption></figure></div>")
-    body = (f"<p>A = <code>{html.escape(result.a)}</code><br>B = <code>{html.escape(result.b)}</code></p>"
-            f"<h2>Upstream differences</h2>{diffs}<p>same commit in both: {html.escape(', '.join(result.shared) or 'none')}"
-            f"</p><h2>Metrics</h2>{_table(['metric', 'A', 'B', 'delta'], metric_rows)}"
-            f"<h2>Figures</h2>{''.join(figures) or '<p>no figures</p>'}")
-    (folder / "index.html").write_text(_page(f"compare {short(result.a)} and {short(result.b)}", body, 2))
+        figures.append({"a": f"a{index}.png", "b": f"b{index}.png", "label_a": label_a, "label_b": label_b})
+    (folder / "index.html").write_text(render(
+        "compare.html", f"compare {short(result.a)} and {short(result.b)}", 2, a=result.a, b=result.b,
+        differences=differences, shared=", ".join(result.shared), metrics=metrics, figures=figures))
     return f"{name}/index.html"
 
 
