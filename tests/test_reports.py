@@ -116,6 +116,21 @@ def test_the_site_in_headless_chromium(site):
             assert f"evaluate@{run['evaluate'].id[:12]}" in text
         assert "0.57" in text and "0.61" in text
         driver.save_screenshot(str(ARTIFACTS / "reports-index.png"))
+        header = driver.find_element(By.XPATH, "//table[@class='runs']//th[text()='mean_iou']")
+        column = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "table.runs th")].index("mean_iou")
+
+        def mean_iou() -> list[str]:
+            return [r.find_elements(By.TAG_NAME, "td")[column].text
+                    for r in driver.find_elements(By.CSS_SELECTOR, "table.runs tbody tr")]
+
+        header.click()
+        assert mean_iou() == ["0.61", "0.57"]  # first click: descending
+        header.click()
+        assert mean_iou() == ["0.57", "0.61"]
+        assert not driver.find_element(By.CSS_SELECTOR, "th.more").is_displayed()
+        driver.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
+        assert driver.find_element(By.CSS_SELECTOR, "th.more").is_displayed()  # the other metrics on demand
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         driver.find_element(By.LINK_TEXT, "evaluate").click()  # the newest run's Report notebook
         images = driver.find_elements(By.CSS_SELECTOR, "img")
         assert images and driver.execute_script("return arguments[0].naturalWidth", images[0]) > 0

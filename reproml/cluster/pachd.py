@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from reproml.errors import NotFound, ReproError
 from reproml.pfs import CommitInfo, CommitRef, FileInfo, Ref, RepoInfo, parse_ref
+from reproml.pfs.refs import split_ancestry
 
 COMMIT_ID = re.compile(r"^[0-9a-f]{32}$")  # a Pachyderm 2.x commit id: a UUIDv4 without dashes
 ORIGINS = {1: "user", 2: "auto", 3: "fsck"}  # pfs_v2.OriginKind -> the local store's origin names
@@ -194,10 +195,10 @@ class PachdReader:
         if isinstance(ref, CommitInfo):
             return CommitRef(ref.repo, ref.id)
         ref = parse_ref(ref) if isinstance(ref, str) else ref
-        name, caret, ancestry = ref.ref.partition("^")
+        name, steps = split_ancestry(ref.ref)  # the local store's reading: `^`, `^N`, `~N`, `^^`
         is_id = COMMIT_ID.match(name)
         info = self._inspect(ref.repo, commit_id=name if is_id else None, branch=None if is_id else name)
-        for _ in range(int(ancestry or 1) if caret else 0):
+        for _ in range(steps):
             if info.parent is None:
                 raise NotFound(f"{ref} goes back further than the first commit of {ref.repo}",
                                f"see `pachctl list commit {ref.repo}`")

@@ -15,14 +15,14 @@ body.all .more{display:table-cell}.pair{display:flex;gap:1em;margin:1em 0}.pair 
 
 # Click a header to sort by it (numbers as numbers, a second click reverses).
 SORT_SCRIPT = """document.querySelectorAll('table.runs th').forEach((th, i) => th.addEventListener('click', () => {
-  const body = th.closest('table').tBodies[0], rows = [...body.rows], down = th.dataset.dir !== 'asc';
+  const body = th.closest('table').tBodies[0], rows = [...body.rows], down = th.dataset.dir !== 'desc';
   const key = r => { const t = r.cells[i].innerText.trim(), n = parseFloat(t); return isNaN(n) ? t : n; };
   rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (down ? -1 : 1));
   th.dataset.dir = down ? 'desc' : 'asc'; rows.forEach(r => body.appendChild(r));
 }));"""
 
 TEMPLATES = {
-    "page.html": """<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</title>
+    "page.html": """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{{ title }}</title>
 <style>{{ style | safe }}</style></head><body><p><a href="{{ up }}index.html">all runs</a></p>
 <h1>{{ title }}</h1>{% block body %}{% endblock %}</body></html>""",
     "index.html": """{% extends "page.html" %}{% block body %}
