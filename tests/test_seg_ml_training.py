@@ -184,8 +184,9 @@ def test_deterministic_training_gives_the_same_weights_fingerprint(tmp_path: Pat
     assert training.weights_fingerprint(build_unet(32, depth=2, base_filters=4, dropout=0.1)) != first
 
 
-def test_fit_keeps_the_weights_of_the_lowest_validation_loss_epoch(tmp_path: Path) -> None:
-    """The chosen epoch is the best one: the restored weights are those recorded at that epoch's end."""
+@pytest.mark.parametrize("select_by", ["val_loss", "val_mean_iou"])
+def test_fit_keeps_the_weights_of_the_best_epoch(tmp_path: Path, select_by: str) -> None:
+    """The chosen epoch is the best one by `select_by`: the kept weights are those of that epoch's end."""
     import keras
 
     root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
@@ -206,6 +207,12 @@ def test_fit_keeps_the_weights_of_the_lowest_validation_loss_epoch(tmp_path: Pat
     assert result.best_epoch < 4
     assert len(per_epoch) == 4
     assert training.weights_fingerprint(model) == per_epoch[result.best_epoch - 1]
+
+
+def test_fit_refuses_an_unknown_selection_rule(tmp_path: Path) -> None:
+    model = build_unet(32, depth=2, base_filters=4, dropout=0.1)
+    with pytest.raises(ValueError, match="select_by must be one of val_loss, val_mean_iou; got 'loss'"):
+        training.fit(model, None, None, epochs=1, output_dir=tmp_path, n_train_images=1, select_by="loss")
 
 
 # --- evaluation record ----------------------------------------------------------------------------

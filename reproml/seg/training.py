@@ -42,6 +42,10 @@ DEFAULT_HP: dict[str, int | float] = {
 }
 
 
+# What a run may select its kept epoch by: the lowest validation loss or the highest validation mean IoU.
+SELECT_BY: tuple[str, ...] = ("val_loss", "val_mean_iou")
+
+
 class HyperParameterError(ValueError):
     """A hyper-parameter set (e.g. optimal_hp.json) has an unknown key, a wrong type or a bad value."""
 
@@ -226,6 +230,7 @@ def fit(
     n_train_images: int,
     restore_best: bool = True,
     verbose: int = 2,
+    select_by: str = "val_loss",
     extra_callbacks: tuple[keras.callbacks.Callback, ...] | list = (),
 ) -> FitResult:
     """Fit a compiled model, writing TensorBoard logs to output_dir/logs and checkpoints to output_dir/checkpoints.
@@ -233,12 +238,13 @@ def fit(
     Args:
         model: A compiled model.
         train_ds: Training batches.
-        val_ds: Validation batches (the checkpoint monitors val_loss).
+        val_ds: Validation batches (the best-epoch checkpoint monitors `select_by` on them).
         epochs: Number of epochs.
         output_dir: Folder for logs/ and checkpoints/ (best.weights.h5, last.weights.h5).
         n_train_images: Images per training epoch, for the throughput.
-        restore_best: Load the weights of the epoch with the lowest val_loss at the end.
+        restore_best: Load the weights of the best epoch (by `select_by`) at the end.
         verbose: Keras verbosity (2: one line per epoch, readable in an executed notebook).
+        select_by: One of SELECT_BY: "val_loss" (lowest) or "val_mean_iou" (highest).
         extra_callbacks: More Keras callbacks (benchmarks' timers, tune's progress line).
 
     Returns:
@@ -246,6 +252,9 @@ def fit(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if select_by not in SELECT_BY:
+        raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}; got {select_by!r}")
+    mode = "min" if select_by == "val_loss" else "max"
     output_dir = Path(output_dir)
     checkpoints = output_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -254,7 +263,8 @@ def fit(
         throughput,
         keras.callbacks.TensorBoard(str(output_dir / "logs"), histogram_freq=0, write_graph=False, profile_batch=0),
         keras.callbacks.ModelCheckpoint(
-            str(checkpoints / "best.weights.h5"), monitor="val_loss", save_best_only=True, save_weights_only=True
+            str(checkpoints / "best.weights.h5"), monitor=select_by, mode=mode, save_best_only=True,
+            save_weights_only=True,
         ),
         keras.callbacks.ModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
         *extra_callbacks,
@@ -265,7 +275,9 @@ def fit(
     )
     seconds = time.perf_counter() - start
     history = {key: [float(v) for v in values] for key, values in sorted(keras_history.history.items())}
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
+    # First best epoch on ties, as ModelCheckpoint keeps (it saves only on a strict improvement).
+    pick = np.argmin if mode == "min" else np.argmax
+    best_epoch = int(pick(history[select_by])) + 1
     if restore_best:
         model.load_weights(str(checkpoints / "best.weights.h5"))
     return FitResult(history, epochs, best_epoch, seconds, throughput.images_per_second())
@@ -283,6 +295,7 @@ def train_model(
     encoder: str = "scratch",
     weights: str | None = None,
     limit: int | None = None,
+    select_by: str = "val_loss",
 ) -> tuple[keras.Model, FitResult]:
     """Build, compile and fit a U-Net on transform's training split, validating on its validation split.
 
@@ -297,6 +310,7 @@ def train_model(
         encoder: "scratch" or "mobilenetv2".
         weights: None or "imagenet" (mobilenetv2 only).
         limit: Use at most this many samples per split (tests, quick looks).
+        select_by: Which epoch is kept: one of SELECT_BY.
 
     Returns:
         The trained model (best validation epoch) and its FitResult.
@@ -321,5 +335,6 @@ def train_model(
     )
     compile_model(model, hp["learning_rate"])
     n_train = min(dataset.count_samples(train_dir), limit or np.inf)
-    result = fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir, n_train_images=int(n_train))
+    result = fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir, n_train_images=int(n_train),
+                 select_by=select_by)
     return model, result
