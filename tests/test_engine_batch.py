@@ -71,8 +71,9 @@ def test_batched_datum_tries_retry_a_flaky_datum_and_a_failure_fails_the_job(fix
     assert jobs.list()[0].failed_notebook
 
 
+@pytest.mark.unit
 def test_the_heartbeat_shows_the_latest_meaningful_line_not_a_library_warning():
-    from reproml.pps.engine import meaningful_lines
+    from reproml.pps.heartbeat import meaningful_lines
 
     log = ("trial 3 of 12: depth=2; val_loss 0.5123, best so far 0.5000; 1.5 min elapsed\n"
            "/venv/keras/src/saving/saving_lib.py:802: UserWarning: Skipping variable loading for optimizer\n"

@@ -67,6 +67,7 @@ def test_the_search_reports_one_line_per_trial(tmp_path: Path) -> None:
     assert f"best so far {best:.4f}" in lines[-1] and "base_filters=" in lines[0] and "min elapsed" in lines[0]
 
 
+@pytest.mark.unit
 def test_a_trial_line_names_what_a_reader_follows() -> None:
     line = tuning.trial_line(3, 12, {"learning_rate": 0.001, "depth": 2}, 0.51234, None, 90)
     assert line == "trial 3 of 12: learning_rate=0.001, depth=2; val_loss 0.5123, best so far n/a; 1.5 min elapsed"

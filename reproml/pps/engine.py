@@ -9,7 +9,6 @@ visible only when every datum succeeded.
 
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from reproml.pfs import CommitRef, FileInfo, Store
 from reproml.pps.batching import BatchPool, BatchWorker
 from reproml.pps.cachekey import datum_keys, named_paths, package_fingerprint
 from reproml.pps.datums import Datum, compute_datums
+from reproml.pps.heartbeat import last_meaningful_line
 from reproml.pps.jobs import Jobs
 from reproml.pps.spec import (
     INPUTS_DIR,
@@ -277,7 +277,7 @@ class Engine:
             try:
                 return process.wait(timeout=HEARTBEAT_S)
             except subprocess.TimeoutExpired:
-                self.progress(f"      ... {label}  {time.time() - started:.0f}s  {_last_line(log_path)}")
+                self.progress(f"      ... {label}  {time.time() - started:.0f}s  {last_meaningful_line(log_path)}")
             except BaseException:
                 # Ctrl-C or a failing sibling: leave no notebook running behind us. SIGTERM first, so the
                 # runner can shut its kernel down; SIGKILL if it does not end in time.
@@ -331,7 +331,7 @@ class Engine:
             log.write(f"batched: runner pid {runner.process.pid}; its output is in {runner.log_path}\n")
             log.flush()
             done = runner.run(context, HEARTBEAT_S, lambda: self.progress(
-                f"      ... {label}  {time.time() - started:.0f}s  {_last_line(runner.log_path)}"))
+                f"      ... {label}  {time.time() - started:.0f}s  {last_meaningful_line(runner.log_path)}"))
         return 0 if done else 1
 
     def _run_datum(self, spec: PipelineSpec, job_id: str, commit_id: str, datum: Datum, cmd: list[str],
@@ -402,35 +402,6 @@ STOP_GRACE_S = 10  # how long a stopped datum may take to shut its kernel down b
 # Variables of the engine's own environment that a datum must not see: a stage reads only its declared inputs,
 # never the store or pachd behind the DAG's back (and a stale context must not shadow the datum's own).
 WITHHELD_ENV = frozenset({"REPROML_STORE", "PACHD_ADDRESS", DATUM_ENV_VAR})
-
-
-# Library noise a heartbeat must not repeat for an hour: a Python warning's header line
-# (`file.py:12: UserWarning: ...`) and the source line it quotes, absl/TensorFlow log lines, `WARNING:` lines.
-_WARNING_HEADER = re.compile(r"^\S.*:\d+: \w*Warning: ")
-_LIBRARY_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING:|W0000 |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] )")
-
-
-def meaningful_lines(text: str) -> list[str]:
-    """The lines of a datum's output a person wants in a heartbeat: library warnings and logs left out."""
-    kept, quoting = [], False
-    for line in text.replace("\r", "\n").splitlines():
-        if _WARNING_HEADER.match(line):
-            quoting = True  # the warnings module quotes the offending source line next, indented
-            continue
-        if quoting and line.startswith((" ", "\t")):
-            quoting = False
-            continue
-        quoting = False
-        if line.strip() and not _LIBRARY_LOG.match(line):
-            kept.append(line.strip())
-    return kept
-
-
-def _last_line(log_path: Path) -> str:
-    with open(log_path, "rb") as log:
-        log.seek(max(0, log.seek(0, os.SEEK_END) - 16384))
-        lines = meaningful_lines(log.read().decode(errors="replace"))
-    return (lines[-1] if lines else "")[:120]
 
 
 def find_project(start: Path | None = None) -> Path:
