@@ -124,6 +124,16 @@ def test_chromium_shows_the_mounted_report(lab):
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
+        driver.get(f"{base}/lab?token={TOKEN}")
+        WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-DirListing-item"))
+        time.sleep(2)
+        driver.save_screenshot(str(ARTIFACTS / "lab-store-start.png"))  # what a user sees first
+        # jupyter-fs's own panel in the left bar, named after the resource, lists the repos.
+        panel = driver.find_element(By.CSS_SELECTOR, f".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id$='_{DRIVE}']")
+        assert panel.get_attribute("title") == "reproml runs"
+        panel.click()
+        WebDriverWait(driver, 30).until(lambda d: "evaluate/" in d.find_element(By.TAG_NAME, "body").text)
+        driver.save_screenshot(str(ARTIFACTS / "lab-store-sidebar.png"))
         driver.get(f"{base}/lab/tree/{DRIVE}:evaluate/master/Report.ipynb?token={TOKEN}")
         WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-OutputArea-output"))
         time.sleep(2)  # let the file browser and outputs settle before the picture
