@@ -47,6 +47,8 @@ def test_a_batched_pipeline_commits_what_an_unbatched_one_does(fixture_project, 
     logs = sorted(p.name for p in (store_dir / "jobs").glob("*/logs/batch-*.log"))
     # warm runners are started as threads need them and reused: never more than the parallelism
     assert logs == [f"batch-{n}.log" for n in range(1, len(logs) + 1)] and 1 <= len(logs) <= parallelism
+    logs = reproml("logs", "--pipeline", "batched", store=store_dir, cwd=project).stdout
+    assert logs.count("copied 2 files") == 1 and logs.count("copied 1 files") == 3  # each datum's own output
     assert "up to date" in reproml("run", store=store_dir, cwd=project).stdout
 
 

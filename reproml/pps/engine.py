@@ -328,10 +328,16 @@ class Engine:
     def _run_batched(self, runners: BatchPool, context: DatumContext, label: str, started: float, log) -> int:
         """Hand the datum to an idle batched runner; 0 when it answered, 1 when it died first."""
         with runners.worker() as runner:
-            log.write(f"batched: runner pid {runner.process.pid}; its output is in {runner.log_path}\n")
+            log.write(f"batched: runner pid {runner.process.pid} (all its output: {runner.log_path})\n")
             log.flush()
+            offset = runner.log_path.stat().st_size
             done = runner.run(context, HEARTBEAT_S, lambda: self.progress(
                 f"      ... {label}  {time.time() - started:.0f}s  {last_meaningful_line(runner.log_path)}"))
+            # One datum at a time per runner: what it wrote since `offset` is this datum's output, which
+            # `reproml logs` shows per datum as for unbatched runs.
+            with open(runner.log_path, "rb") as output:
+                output.seek(offset)
+                log.write(output.read().decode(errors="replace"))
         return 0 if done else 1
 
     def _run_datum(self, spec: PipelineSpec, job_id: str, commit_id: str, datum: Datum, cmd: list[str],

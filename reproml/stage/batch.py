@@ -157,6 +157,7 @@ def serve(request, source: DatumSource | None = None) -> int:
                 try:
                     report = run_stage(request, datum.context, warm=warm, position=position)
                 except Exception as error:
+                    sys.stdout.flush()  # the cells' output before the error, in the datum's part of the log
                     print(f"reproml.stage: error: {error}", file=sys.stderr, flush=True)
                     warm.restart()
                     raise  # the source reports it as this datum's error; the batch goes on
