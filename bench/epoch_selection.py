@@ -26,8 +26,7 @@ from reproml.seg.unet import build_unet  # noqa: E402
 DATA = Path("/work/shared/data")
 
 
-def transform_dir(sources: list[Path], img_size: int) -> Path:
-    root = Path(tempfile.mkdtemp(prefix="reproml-ablation-"))
+def transform_dir(sources: list[Path], img_size: int, root: Path) -> Path:
     for n, source in enumerate(sources):
         warehouse.build(source, root / f"warehouse-{n}", n_shards=2)
         for shard in sorted((root / f"warehouse-{n}").glob("shard-*")):
@@ -43,7 +42,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    data = transform_dir(args.sources, args.img_size)
+    with tempfile.TemporaryDirectory(prefix="reproml-ablation-") as scratch:
+        run(args, transform_dir(args.sources, args.img_size, Path(scratch)))
+
+
+def run(args: argparse.Namespace, data: Path) -> None:
     sizes = {split: dataset.count_samples(dataset.split_dir(data, split)) for split in ("training", "validation", "test")}
     training.set_determinism(args.seed, True)
     model = build_unet(args.img_size, depth=3, base_filters=16, dropout=0.1)
