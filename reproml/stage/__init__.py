@@ -6,5 +6,5 @@ engine-runner contract (`contract`: one `DatumContext` in as JSON, one `DatumRes
 batched mode (`batch`: datums from the engine's pipe or a Pachyderm worker's NextDatum; `kernel`: the warm
 kernel reset to a fresh one's state before every datum).
 May import: `reproml.errors`, `reproml.provenance`. Never the store, the engine, serving or the CLI: a stage
-reads only what its spec's inputs and parameters hand it.
+reads only what its spec's inputs and parameters hand it (checked by tests/test_parts.py).
 """
