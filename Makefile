@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 IMAGE_VERSION := $(shell cat env/IMAGE_VERSION)
 BUILD_ARGS = --build-arg IMAGE_VERSION=$(IMAGE_VERSION) --build-arg GIT_COMMIT=$$(git rev-parse HEAD)
 
-.PHONY: setup serving-env lab-env browser run test test-all lint bench lab serve images validate clean lock help
+.PHONY: setup serving-env lab-env browser run test test-unit test-all lint bench lab serve images validate clean lock help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ run: setup  ## run the whole pipeline on the embedded default (SOURCE=synthetic:
 
 test: setup serving-env lab-env browser  ## the fast test profile (what CI runs)
 	$(BIN)/python -m pytest -q
+
+test-unit: setup  ## the fast developer loop: pure-Python tests marked `unit` (< 60 s)
+	$(BIN)/python -m pytest -q -m "unit and not slow"
 
 test-all: setup serving-env lab-env browser  ## every test, the slow end-to-end runs included
 	$(BIN)/python -m pytest -q -m ""
