@@ -24,11 +24,8 @@ RECOVER_HINT = ("run `reproml fsck` to list every damaged file; re-run the pipel
 
 def sha256_file(path: Path) -> str:
     """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _hash_copy(reader: BinaryIO, writer: BinaryIO | None) -> tuple[str, int]:

@@ -6,7 +6,6 @@ where it was; `recover()` marks such leftovers as killed.
 """
 
 import fcntl
-import json
 import os
 import shutil
 import sqlite3
@@ -510,7 +509,3 @@ class NotebookRecords:
         with self.store.transaction() as db:  # one transaction: one fsync, not one per notebook
             db.executemany("INSERT OR IGNORE INTO notebook_records VALUES (?,?,?)", rows)
 
-
-def dumps(value) -> str:
-    """JSON with sorted keys: the form the store keeps structured values in."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))

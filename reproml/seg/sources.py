@@ -109,10 +109,8 @@ def _download(url: str, destination: Path, progress: Progress | None) -> None:
 
 def describe_archive(path: Path) -> dict[str, object]:
     """The `bytes` and `sha256` of one archive, as recorded in source.json."""
-    digest = hashlib.sha256()
     with open(path, "rb") as reader:
-        while chunk := reader.read(CHUNK_BYTES):
-            digest.update(chunk)
+        digest = hashlib.file_digest(reader, "sha256")
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
