@@ -306,13 +306,17 @@ def validate(sample: Sample) -> Accepted | Reject:
     return Accepted(sample.id, sample.image, mask.astype(np.uint8), metadata)
 
 
-def encode_png(image: Image.Image) -> bytes:
-    """PNG bytes that depend only on the pixels (no time or text chunks; fixed compression level)."""
+def encode_png(image: Image.Image, compress_level: int = 6) -> bytes:
+    """PNG bytes that depend only on the pixels and `compress_level` (no time or text chunks).
+
+    The one PNG encoder of the package: datasets keep the default; the model server passes 1 because it
+    encodes on every request and latency matters more than bytes there.
+    """
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=6)
+    image.save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 
-def encode_mask(mask: np.ndarray) -> bytes:
-    """A trimap array as an 8-bit greyscale (mode L) PNG."""
-    return encode_png(Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8)))
+def encode_mask(mask: np.ndarray, compress_level: int = 6) -> bytes:
+    """An HxW mask (trimap or class ids) as an 8-bit greyscale (mode L) PNG."""
+    return encode_png(Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8)), compress_level)

@@ -246,8 +246,8 @@ class SegmentationModel:
         from seldon_core.flask_utils import SeldonMicroserviceException
         from seldon_core.utils import json_to_seldon_message
 
+        from reproml.seg.oxford import encode_mask
         from reproml.serving import feedback as fb
-        from reproml.serving.payload import encode_png
 
         message = json_format.MessageToDict(feedback)
         reward = float(message.get("reward", 0.0))
@@ -270,7 +270,7 @@ class SegmentationModel:
                                               reason="BAD_REQUEST") from None
         height, width = pixels.shape[:2]
         trimap = Image.fromarray(mask + 1).resize((width, height), Image.NEAREST)  # trimap = class id + 1
-        name, commit = self._store_feedback(image_bytes, encode_png(np.asarray(trimap)), breed, reward, fb)
+        name, commit = self._store_feedback(image_bytes, encode_mask(np.asarray(trimap)), breed, reward, fb)
         self.stats.add("feedback")
         return json_to_seldon_message({
             "meta": {"tags": {**self._tags, "feedback_sample": name, "feedback_commit": commit},

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from reproml.errors import ReproError
+from reproml.seg.oxford import encode_mask
 
 CLASSES = ("pet", "background", "border")  # mask values 0, 1, 2 = Oxford trimap values 1, 2, 3 minus 1
 MAX_PIXELS = 4096 * 4096  # a decoded image larger than this is refused (decompression bombs)
@@ -175,13 +176,6 @@ def wants_probabilities(message: dict, default: bool) -> bool:
     return value
 
 
-def encode_png(mask: np.ndarray) -> bytes:
-    """An HxW mask as an 8-bit greyscale PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8)).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 def answer(kind: str, masks: np.ndarray, probabilities: np.ndarray | None, tags: dict) -> dict:
     """The response body: the mask in the request's form, or masks and probabilities as jsonData.
 
@@ -199,7 +193,7 @@ def answer(kind: str, masks: np.ndarray, probabilities: np.ndarray | None, tags:
                                            "probabilities": np.round(prob_out, 5).tolist()}}
     if kind == "ndarray":
         return {"meta": meta, "data": {"names": ["class"], "ndarray": masks.tolist()}}
-    encoded = base64.b64encode(encode_png(masks[0])).decode("ascii")
+    encoded = base64.b64encode(encode_mask(masks[0], compress_level=1)).decode("ascii")
     return {"meta": meta, kind: encoded}
 
 
