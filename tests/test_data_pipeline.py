@@ -68,20 +68,21 @@ def test_added_samples_rerun_only_the_shards_they_fall_in(tmp_path):
     assert job.datums_skipped == job.datums_total - len(touched)
 
 
-def test_a_truncated_archive_fails_warehouse_and_changes_nothing_downstream(tmp_path):
+def test_a_truncated_archive_fails_stream_and_changes_nothing_downstream(tmp_path):
+    # stream checks every archive whole (gzip CRC, tar end) before it commits: damage stops the run there
     store_dir = tmp_path / "store"
     good, bad = tmp_path / "good", tmp_path / "bad"
     synthetic.write_archives(good, 24, seed=3)
     reproml("run", "--until", "transform", "--source", str(good), store=store_dir)
     store = Store.open(store_dir)
-    before = {repo: (store.branch_head(repo), store.list_files(f"{repo}@master")) for repo in DATA_REPOS[1:]}
+    before = {repo: (store.branch_head(repo), store.list_files(f"{repo}@master")) for repo in DATA_REPOS}
 
     shutil.copytree(good, bad)
     data = (bad / "images.tar.gz").read_bytes()
     (bad / "images.tar.gz").write_bytes(data[: len(data) // 2])
     result = reproml("run", "--until", "transform", "--source", str(bad), store=store_dir, check=False)
     assert result.returncode == 1
-    assert "pipeline 'warehouse'" in result.stdout and "images.tar.gz" in result.stdout
+    assert "pipeline 'stream'" in result.stdout and "images.tar.gz" in result.stdout
     assert "failed notebook" in result.stdout
-    after = {repo: (store.branch_head(repo), store.list_files(f"{repo}@master")) for repo in DATA_REPOS[1:]}
+    after = {repo: (store.branch_head(repo), store.list_files(f"{repo}@master")) for repo in DATA_REPOS}
     assert after == before

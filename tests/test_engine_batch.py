@@ -85,3 +85,37 @@ def test_the_heartbeat_shows_the_latest_meaningful_line_not_a_library_warning():
            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
     assert meaningful_lines(log)[-1].startswith("trial 3 of 12")
     assert meaningful_lines("epoch 1\r  \repoch 2\n") == ["epoch 1", "epoch 2"]
+
+
+@pytest.mark.unit
+def test_two_threads_starting_runners_at_once_get_their_own_numbers():
+    # Each number names a runner's log: two runners sharing one would mix their datums' output.
+    import threading
+    import time
+
+    from reproml.pps.batching import BatchPool
+
+    class Started:
+        alive = True
+
+        def __init__(self, number):
+            time.sleep(0.2)  # a slow start: the second thread asks while the first is still starting
+            self.number = number
+
+        def close(self, grace_s):
+            pass
+
+    pool, numbers = BatchPool(Started, grace_s=1), []
+
+    def take():
+        with pool.worker() as worker:
+            numbers.append(worker.number)
+            time.sleep(0.3)  # busy: the other thread cannot reuse it
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pool.close()
+    assert sorted(numbers) == [1, 2]

@@ -12,6 +12,7 @@ import os
 import queue
 import select
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,7 +90,8 @@ class BatchPool:
     def __init__(self, start: Callable[[int], BatchWorker], grace_s: float):
         self._start, self._grace_s = start, grace_s
         self._idle: queue.SimpleQueue[BatchWorker] = queue.SimpleQueue()
-        self._all: list[BatchWorker] = []
+        self._all: list[BatchWorker | None] = []
+        self._numbering = threading.Lock()  # two threads must not both start worker n (and share its log)
 
     @contextmanager
     def worker(self) -> Iterator[BatchWorker]:
@@ -97,8 +99,11 @@ class BatchPool:
         try:
             worker = self._idle.get_nowait()
         except queue.Empty:
-            worker = self._start(len(self._all) + 1)
-            self._all.append(worker)
+            with self._numbering:
+                number = len(self._all) + 1
+                self._all.append(None)  # the number is taken before the (slow) start
+            worker = self._start(number)
+            self._all[number - 1] = worker
         try:
             yield worker
         finally:
@@ -107,4 +112,5 @@ class BatchPool:
 
     def close(self) -> None:
         for worker in self._all:
-            worker.close(self._grace_s)
+            if worker is not None:  # None: its start failed
+                worker.close(self._grace_s)
