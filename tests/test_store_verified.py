@@ -72,3 +72,25 @@ def test_a_run_refuses_a_corrupt_input_and_commits_nothing(fixture_project, stor
     assert sha in output and "corrupt" in output
     assert f"raw@{store.branch_head('raw')}:/a/data.txt" in output  # names the input commit and file
     assert Store.open(store.root).branch_head("copy") is None
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("size", [(1 << 20) + 12345, 5 << 20])
+def test_a_large_blob_streams_out_exactly_and_a_late_flip_is_caught(tmp_path, size):
+    # from 512 KiB on, a second thread hashes while the first copies: the hash must still cover every chunk
+    import io
+
+    store = Store.open(tmp_path / "store")
+    store.create_repo("raw")
+    data = os.urandom(size)
+    with store.commit("raw") as commit:
+        commit.put_file("big.bin", data)
+    out = io.BytesIO()
+    assert store.copy_file("raw@master", "big.bin", out) == size and out.getvalue() == data
+    blob = store.objects.path(store.file_info("raw@master", "big.bin").sha256)
+    os.chmod(blob, 0o644)
+    damaged = bytearray(data)
+    damaged[-3] ^= 0x80  # in the last chunk
+    blob.write_bytes(bytes(damaged))
+    with pytest.raises(CorruptContent, match="hashes to"):
+        store.copy_file("raw@master", "big.bin", io.BytesIO())

@@ -17,7 +17,9 @@ from typing import BinaryIO
 from reproml.errors import CorruptContent
 
 _CHUNK = 1 << 20  # 1 MiB reads keep hashing near memory bandwidth without large buffers
-_OVERLAP_BYTES = 8 << 20  # from this size a second thread hashes while the first copies
+_OVERLAP_CHUNK = 256 << 10  # smaller chunks when overlapping: a 1 MiB file is already four turns
+_OVERLAP_BYTES = 512 << 10  # from this size a second thread hashes while the first copies
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")  # started once, not per file
 RECOVER_HINT = ("run `reproml fsck` to list every damaged file; re-run the pipeline that wrote it "
                 "(`reproml run`) to store it again")
 
@@ -49,21 +51,20 @@ def _hash_copy_overlapped(reader: BinaryIO, writer: BinaryIO) -> tuple[str, int]
     Two buffers alternate: a buffer is read into again only after its hash is done.
     """
     digest = hashlib.sha256()
-    buffers = [bytearray(_CHUNK), bytearray(_CHUNK)]
+    buffers = [bytearray(_OVERLAP_CHUNK), bytearray(_OVERLAP_CHUNK)]
     size = 0
     pending = None
-    with ThreadPoolExecutor(max_workers=1) as hasher:
-        turn = 0
-        while count := reader.readinto(buffers[turn]):
-            view = memoryview(buffers[turn])[:count]
-            if pending is not None:
-                pending.result()  # chunks are hashed in order, one at a time
-            pending = hasher.submit(digest.update, view)
-            writer.write(view)
-            size += count
-            turn = 1 - turn
+    turn = 0
+    while count := reader.readinto(buffers[turn]):
+        view = memoryview(buffers[turn])[:count]
         if pending is not None:
-            pending.result()
+            pending.result()  # chunks are hashed in order, one at a time
+        pending = _HASHER.submit(digest.update, view)
+        writer.write(view)
+        size += count
+        turn = 1 - turn
+    if pending is not None:
+        pending.result()
     return digest.hexdigest(), size
 
 

@@ -420,10 +420,12 @@ class Store:
         return NotebookRecords(self)
 
     def file_info(self, ref, path: str) -> FileInfo:
+        """One file of a commit (a point lookup: `get file -r` asks once per file of a large commit)."""
         path = path.strip("/")
-        for info in self.list_files(ref, path):
-            if info.path == path:
-                return info
+        row = self.db.execute("SELECT path, sha256, size FROM files WHERE commit_id=? AND path=?",
+                              (self.resolve(ref).id, path)).fetchone()
+        if row is not None:
+            return FileInfo(row["path"], row["sha256"], row["size"])
         raise NotFound(f"no file {path!r} in {ref}", f"see `reproml list file {ref}`")
 
     def read_file(self, ref, path: str) -> bytes:
