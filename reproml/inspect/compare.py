@@ -30,6 +30,10 @@ from reproml.inspect.tables import FORMATS, render, table
 from reproml.provenance import canonical_hash
 
 HEADLINE = ("pixel_accuracy", "mean_iou", "iou.pet", "ece")  # what `compare --all` shows first
+# Which way is better, by metric name glob (the first match wins); a metric in neither is neutral
+# (counts, temperatures). Calibration errors and losses go down, overlaps and accuracies up.
+LOWER_IS_BETTER = ("ece*", "nll*", "*loss*", "brier*", "*error*")
+HIGHER_IS_BETTER = ("*accuracy*", "*iou*", "dice*", "*f1*", "*precision*", "*recall*")
 RUN_REPO = "evaluate"  # a run is a commit of this pipeline: the end of the chain that has metrics
 NOT_METRICS = ("ci95", "bootstrap", "per_image")  # blocks of evaluation.json that describe the metrics
 INTERVAL_SCRAP = "_ci95"  # the scrap `x_ci95` holds the interval of the scrap `x`
@@ -56,6 +60,13 @@ class Comparison:
                 "remade": self.remade, "metrics": [m.to_json() for m in self.metrics],
                 "metrics_a": self.metrics_a, "metrics_b": self.metrics_b,
                 "intervals_a": self.intervals_a, "intervals_b": self.intervals_b}
+
+
+def direction(metric: str) -> int:
+    """+1 if a larger value of `metric` is better, -1 if a smaller one is, 0 if neither (a count, a setting)."""
+    if any(fnmatch.fnmatchcase(metric, p) for p in LOWER_IS_BETTER):
+        return -1
+    return 1 if any(fnmatch.fnmatchcase(metric, p) for p in HIGHER_IS_BETTER) else 0
 
 
 def _numbers(flat: dict) -> dict:
@@ -86,7 +97,7 @@ def run_results(source, commit, cache: RecordCache | None = None) -> tuple[dict,
     return {}, {}
 
 
-def _by_repo(graph: dict) -> dict[str, dict]:
+def by_pipeline(graph: dict) -> dict[str, dict]:
     """Lineage nodes by pipeline; if one pipeline appears twice, the newest commit stands for it."""
     found: dict[str, dict] = {}
     for node in graph["commits"].values():
@@ -147,7 +158,7 @@ def compare_runs(source, a, b, cache: RecordCache | None = None) -> Comparison:
     """
     cache = cache or RecordCache(source)
     graphs = [lineage(source, ref, cache=cache) for ref in (a, b)]
-    nodes = [_by_repo(g) for g in graphs]
+    nodes = [by_pipeline(g) for g in graphs]
     result = Comparison(graphs[0]["root"], graphs[1]["root"])
     order = _depth_order(graphs[0]) + [r for r in _depth_order(graphs[1]) if r not in nodes[0]]
     for repo in order:
@@ -188,7 +199,7 @@ def compare_all(source, repo: str = RUN_REPO, branch: str | None = "master") -> 
     for info in commits:
         graph = lineage(source, f"{info.repo}@{info.id}", cache=cache)
         facts = {}
-        for pipeline, node in _by_repo(graph).items():
+        for pipeline, node in by_pipeline(graph).items():
             facts.update({f"{pipeline}.{k}": v for k, v in own_facts(node).items()})
         metrics, intervals = run_results(source, info, cache)
         rows.append({"run": graph["root"], "finished": info.finished, "facts": facts, "metrics": metrics,

@@ -4,22 +4,29 @@
     reproml reports --compare A B         the compare page for two chosen runs (default: the two newest)
     reproml reports --serve --port 8008   build, then serve reports/site on http://127.0.0.1:8008/
 
-The site has an index of runs (evaluate commits: date, the headline metrics, the parameters that differ
-between runs, the other metrics behind a checkbox, sortable by a click on any column; links to each stage's executed notebook and to the run's lineage), one HTML page per
-notebook (nbconvert), a lineage page per run, and a compare page (upstream differences, metric deltas,
-figures side by side), all from the Jinja2 templates of `site_templates`. Commits never change, so notebooks already converted are not converted again.
+The site (no server needed to read it, nothing fetched from the network):
+- `index.html` (`site_index`): a trend plot of each headline metric over runs, with 95 % interval bars
+  where runs recorded them, above a table of runs (headline metrics, then the parameters that differ,
+  the other metrics behind a checkbox; sortable by a click on any column);
+- `runs/<commit>/` (`site_run`): a run's report, its figures as a gallery, its lineage drawn, its
+  parameters and provenance;
+- `compare/<a>-<b>/` (`site_compare`): each run against the run before it, and the chosen pair: metric
+  deltas coloured by which way is better, figures side by side with pixel differences, notebook diffs;
+- `nb/<pipeline>/<commit>/<notebook>.html`: executed notebooks, by nbconvert.
+Pages come from the Jinja2 templates of `site_templates`. Commits never change, so notebooks already
+converted are not converted again.
 """
 
-import base64
-import json
-from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from reproml.errors import ReproError
-from reproml.inspect.compare import RUN_REPO, _cell, choose_columns, compare_all, compare_runs, with_interval
-from reproml.inspect.lineage import RecordCache, format_text, lineage, scrap_of, short
-from reproml.inspect.site_templates import render
+from reproml.inspect.compare import RUN_REPO, compare_all
+from reproml.inspect.lineage import RecordCache, lineage, scrap_of, short
+from reproml.inspect.site_compare import compare_folder, write_compare_page
+from reproml.inspect.site_index import write_index
+from reproml.inspect.site_run import write_run_page
+from reproml.inspect.site_templates import NOTEBOOK_OFFLINE
 from reproml.pfs import CommitRef, Store
 
 
@@ -48,8 +55,9 @@ def layout(store: Store, reports: Path) -> list[Path]:
 
 
 def _convert(store: Store, commit: CommitRef, path: str, target: Path) -> None:
-    """nbconvert one executed notebook to HTML (scrap outputs dropped: they carry no display)."""
+    """nbconvert one executed notebook to HTML (scrap outputs dropped: they carry no display), offline."""
     import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     if target.exists():
@@ -58,7 +66,9 @@ def _convert(store: Store, commit: CommitRef, path: str, target: Path) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if scrap_of(o) is None]
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    exporter = HTMLExporter(template_name="lab", template_file="reproml-offline.html.j2",
+                            extra_loaders=[DictLoader({"reproml-offline.html.j2": NOTEBOOK_OFFLINE})])
+    body, _ = exporter.from_notebook_node(nb)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(body)
 
@@ -69,12 +79,15 @@ def _notebook_href(commit_ref: str, path: str) -> str:
 
 
 def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None, repo: str = RUN_REPO) -> Path:
-    """Write `reports/site/`: index of runs, notebook pages, lineage pages and a compare page.
+    """Write `reports/site/`: the landing page, a page per run and per notebook, and compare pages.
+
+    Every run gets a compare page with the run before it; `pair` (default: the two newest runs) gets
+    one too and is linked under the table.
 
     Args:
         store: the local store.
         reports: the reports folder (the site goes to `reports/site`).
-        pair: the two runs for the compare page; default the two newest.
+        pair: two runs for the chosen compare page.
         repo: the pipeline whose commits are runs.
 
     Returns:
@@ -83,84 +96,38 @@ def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None,
     site = reports / "site"
     site.mkdir(parents=True, exist_ok=True)
     runs = compare_all(store, repo)
-    columns = choose_columns(runs)  # headline metrics, then the parameters that differ
-    more = [m for m in runs["metrics"] if m not in columns]
     cache = RecordCache(store)
-    rows = []
-
-    def cell(run: dict, key: str) -> str:
-        if key in runs["parameters"]:
-            return _cell(run["parameters"][key])
-        return with_interval(run["metrics"].get(key), run["intervals"].get(key))
-
+    links: dict[str, dict] = {}
+    graphs = {}
     for run in runs["rows"]:
-        graph = lineage(store, run["run"], cache=cache)
-        links = []
+        graph = graphs[run["run"]] = lineage(store, run["run"], cache=cache)
+        pages, notebooks = {}, []
         for key, node in sorted(graph["commits"].items(), key=lambda kv: kv[1]["finished"] or 0):
             if node["notebooks"]:  # the first datum's notebook; all of them are under reports/<pipeline>/<commit>/
                 first = node["notebooks"][0]
-                _convert(store, CommitRef(node["repo"], node["commit"]), first, site / _notebook_href(key, first))
-                links.append({"href": _notebook_href(key, first), "repo": node["repo"],
-                              "more": f" (+{len(node['notebooks']) - 1})" if len(node["notebooks"]) > 1 else ""})
-        lineage_href = f"lineage/{run['run'].replace('@', '-')}.html"
-        (site / lineage_href).parent.mkdir(exist_ok=True)
-        (site / lineage_href).write_text(render("lineage.html", f"lineage of {short(run['run'])}", 1,
-                                                text=format_text(graph)))
-        rows.append({"run": short(run["run"]), "lineage": lineage_href, "notebooks": links,
-                     "when": datetime.fromtimestamp(run["finished"]).strftime("%Y-%m-%d %H:%M") if run["finished"]
-                     else "-", "cells": [cell(run, k) for k in columns], "more": [cell(run, k) for k in more]})
+                pages[key] = _notebook_href(key, first)
+                _convert(store, CommitRef(node["repo"], node["commit"]), first, site / pages[key])
+                notebooks.append({"href": pages[key], "repo": node["repo"],
+                                  "more": f" (+{len(node['notebooks']) - 1})" if len(node["notebooks"]) > 1 else ""})
+        links[run["run"]] = {"notebooks": notebooks, "pages": pages}
+    older = {newer["run"]: run["run"] for newer, run in zip(runs["rows"], runs["rows"][1:], strict=False)}
+    for run in runs["rows"]:  # run pages first: a compare page links the run pages that exist
+        link = links[run["run"]]
+        link["previous"] = f"{compare_folder(older[run['run']], run['run'])}/index.html" if run["run"] in older \
+            else None
+        link["page"] = write_run_page(store, site, graphs[run["run"]], run["metrics"], run["intervals"],
+                                      link.pop("pages"), link["previous"])
+    for newer, run in older.items():
+        write_compare_page(store, site, run, newer, cache)
     refs = [r["run"] for r in runs["rows"]]
     compare = None
-    if pair or len(refs) >= 2:
-        a, b = pair or (refs[1], refs[0])
-        compare = {"href": _compare_page(store, site, a, b), "a": short(a), "b": short(b)}
-    (site / "index.html").write_text(render("index.html", f"runs of {repo}", columns=columns, more=more, rows=rows,
-                                            compare=compare))
+    if pair:
+        compare = {"href": write_compare_page(store, site, *pair, cache), "a": short(pair[0]), "b": short(pair[1])}
+    elif len(refs) >= 2:  # the newest run against the one before it: written above
+        compare = {"href": links[refs[0]]["previous"], "a": short(refs[1]), "b": short(refs[0])}
+    cache.flush()
+    write_index(site, runs, links, f"runs of {repo}", compare)
     return site
-
-
-def _images(store: Store, commit: CommitRef) -> list[tuple[str, bytes]]:
-    """The figures of a run: image outputs of its notebooks in order, then its PNG files."""
-    found = []
-    for file in store.notebook_files(commit):
-        nb = json.loads(store.read_file(commit, file.path))
-        for index, cell in enumerate(nb.get("cells", [])):
-            for output in cell.get("outputs", []):
-                data = (output.get("data") or {}).get("image/png")
-                if data:
-                    found.append((f"{file.path} cell {index}", base64.b64decode("".join(data))))
-    for file in store.list_files(commit):
-        if file.path.endswith(".png"):
-            found.append((file.path, store.read_file(commit, file.path)))
-    return found
-
-
-def _compare_page(store: Store, site: Path, a: str, b: str) -> str:
-    """Write the compare page of two runs; return its path relative to the site."""
-    result = compare_runs(store, a, b)
-    name = f"compare/{result.a.split('@')[1][:12]}-{result.b.split('@')[1][:12]}"
-    folder = site / name
-    folder.mkdir(parents=True, exist_ok=True)
-    differences = [{"pipeline": d["pipeline"], "what": d["what"], "a": _cell(d["a"]), "b": _cell(d["b"])}
-                   for d in result.differences]
-    metrics = []
-    for key in sorted(set(result.metrics_a) | set(result.metrics_b)):
-        va, vb = result.metrics_a.get(key), result.metrics_b.get(key)
-        delta = vb - va if va is not None and vb is not None else None
-        metrics.append({"name": key, "a": with_interval(va, result.intervals_a.get(key)),
-                        "b": with_interval(vb, result.intervals_b.get(key)),
-                        "delta": f"{delta:+.4g}" if delta is not None else "-",
-                        "css": "" if not delta else "pos" if delta > 0 else "neg"})
-    figures = []
-    pairs = zip(_images(store, store.resolve(result.a)), _images(store, store.resolve(result.b)), strict=False)
-    for index, ((label_a, data_a), (label_b, data_b)) in enumerate(pairs):
-        (folder / f"a{index}.png").write_bytes(data_a)
-        (folder / f"b{index}.png").write_bytes(data_b)
-        figures.append({"a": f"a{index}.png", "b": f"b{index}.png", "label_a": label_a, "label_b": label_b})
-    (folder / "index.html").write_text(render(
-        "compare.html", f"compare {short(result.a)} and {short(result.b)}", 2, a=result.a, b=result.b,
-        differences=differences, shared=", ".join(result.shared), metrics=metrics, figures=figures))
-    return f"{name}/index.html"
 
 
 def serve(site: Path, port: int = 8008, host: str = "127.0.0.1") -> ThreadingHTTPServer:
