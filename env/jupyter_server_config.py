@@ -4,6 +4,8 @@
 #   $REPROML_STORE  the local store folder (`make lab` sets the project's .reproml)
 #   $REPROML_PACHD  HOST:PORT of pachd: read the cluster's repos instead (needs python-pachyderm)
 # The mount is read-only: a save there is refused with a message saying to save a copy elsewhere.
+# Its panel opens on the newest run's folder (evaluate/master, the other repos still listed above it),
+# so the newest report is three clicks away: the panel's tab, then a double click on Report.ipynb.
 import os
 
 c = get_config()  # noqa: F821 (jupyter's config loader defines get_config)
@@ -21,4 +23,5 @@ c.JupyterFs.resources = [{
     "type": "fsspec",
     "auth": "none",
     "defaultWritable": False,
+    "preferredDir": "evaluate/master",
 }]

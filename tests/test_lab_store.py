@@ -3,28 +3,28 @@
 A real JupyterLab server from .venv-lab, configured as `make lab` configures it, serves a small store:
 its contents API lists repos, branches and files through the mount, opens a report notebook with its
 outputs, refuses a save with a message, and still opens notebooks/*.py as notebooks (jupytext). Headless
-Chromium opens the mounted Report.ipynb; the screenshot is kept in test-artifacts/lab-store-report.png.
+Chromium opens the newest Report.ipynb as a user would, in three clicks (the "reproml runs" tab, a double
+click), and from a link; the screenshots are kept in test-artifacts/lab-store-*.png.
 """
 
 import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
+from chromium import ARTIFACTS, chromium
 from test_pachd_reader import build_runs
 
 from conftest import PROJECT
 from reproml.pfs import Store
 
 LAB = PROJECT / ".venv-lab" / "bin" / "jupyter"
-ARTIFACTS = PROJECT / "test-artifacts"
 DRIVE = hashlib.md5(b"reproml://fsspec").hexdigest()[:8]  # jupyter-fs names a resource by md5(url + type)
 TOKEN = "reproml-test"
 
@@ -105,25 +105,14 @@ def test_the_servers_own_folder_still_opens_jupytext_notebooks(lab):
     assert kinds["evaluate.py"] == "notebook", kinds
 
 
-def test_chromium_shows_the_mounted_report(lab):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_the_newest_report_opens_in_three_clicks(lab):
+    """A user's path in a fresh JupyterLab: the "reproml runs" tab (1), a double click on Report.ipynb (2, 3)."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.fail("Chromium is missing: apt-get install -y chromium chromium-driver")
     base, _ = lab
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    profile = tempfile.mkdtemp(prefix="reproml-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}", "--window-size=1400,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
+    with chromium(1400, 900) as driver:
         driver.get(f"{base}/lab?token={TOKEN}")
         WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-DirListing-item"))
         time.sleep(2)
@@ -131,18 +120,40 @@ def test_chromium_shows_the_mounted_report(lab):
         # jupyter-fs's own panel in the left bar, named after the resource, lists the repos.
         panel = driver.find_element(By.CSS_SELECTOR, f".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id$='_{DRIVE}']")
         assert panel.get_attribute("title") == "reproml runs"
+        clicks = 0
         panel.click()
-        WebDriverWait(driver, 30).until(lambda d: "evaluate/" in d.find_element(By.TAG_NAME, "body").text)
+        clicks += 1
+        # The panel opens on evaluate/master (preferredDir); its breadcrumbs lead back up to the repos.
+        WebDriverWait(driver, 30).until(lambda d: "Report.ipynb" in d.find_element(By.CSS_SELECTOR, ".jp-tree-finder-sidebar").text)
+        time.sleep(1)
+        listed = driver.find_element(By.CSS_SELECTOR, ".jp-tree-finder-sidebar").text
+        assert listed.split("\n")[:4] == ["/", "evaluate", "/", "master"] and "evaluation.json" in listed, listed
         driver.save_screenshot(str(ARTIFACTS / "lab-store-sidebar.png"))
+        report = driver.find_element(By.XPATH, "//*[contains(@class, 'jp-tree-finder-sidebar')]"
+                                               "//*[normalize-space(text())='Report.ipynb']")
+        ActionChains(driver).double_click(report).perform()
+        clicks += 2
+        WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-OutputArea-output"))
+        WebDriverWait(driver, 30).until(lambda d: d.title.startswith("Report.ipynb"))
+        time.sleep(2)  # let the outputs settle before the picture
+        driver.save_screenshot(str(ARTIFACTS / "lab-store-report.png"))
+        assert clicks == 3
+        assert "mean_iou" in driver.find_element(By.CSS_SELECTOR, ".jp-Notebook").text  # its outputs, as run
+        opened = urllib.parse.unquote(driver.current_url)  # JupyterLab puts the current document's path there
+        assert f"/lab/tree/{DRIVE}:evaluate/master/Report.ipynb" in opened, opened
+
+
+def test_a_link_to_a_commits_report_opens_it_beside_its_folder(lab):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = lab
+    with chromium(1400, 900) as driver:
         driver.get(f"{base}/lab/tree/{DRIVE}:evaluate/master/Report.ipynb?token={TOKEN}")
         WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-OutputArea-output"))
-        time.sleep(2)  # let the file browser and outputs settle before the picture
-        driver.save_screenshot(str(ARTIFACTS / "lab-store-report.png"))
         WebDriverWait(driver, 30).until(lambda d: d.title.startswith("Report.ipynb"))
-        crumbs = driver.find_element(By.CSS_SELECTOR, ".jp-BreadCrumbs").text
-        assert f"{DRIVE}:evaluate" in crumbs and "master" in crumbs, crumbs  # the browser shows the commit's folder
-        listed = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".jp-DirListing-itemText")]
+        # The file browser (hidden while another panel is open: textContent, not text) shows the commit's folder.
+        crumbs = driver.find_element(By.CSS_SELECTOR, ".jp-BreadCrumbs").get_attribute("textContent")
+        assert f"{DRIVE}:evaluate" in crumbs and "master" in crumbs, crumbs
+        listed = [e.get_attribute("textContent") for e in driver.find_elements(By.CSS_SELECTOR, ".jp-DirListing-itemText")]
         assert "Report.ipynb" in listed and "evaluation.json" in listed, listed
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
