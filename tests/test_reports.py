@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from chromium import chromium, console_errors, full_page_screenshot
+from chromium import ARTIFACTS, chromium, console_errors, full_page_screenshot
 from provenance_fixtures import make_run
 
 from conftest import PROJECT
@@ -91,6 +91,11 @@ def test_the_compare_page_has_deltas_by_direction_figures_pixel_diffs_and_notebo
     assert '<span class="del">-learning_rate: float = 0.001</span>' in notebooks
     assert '<span class="add">+learning_rate: float = 0.003</span>' in notebooks
     assert (page.parent / "nbdiff" / "model" / "cell6-output0.png").exists()
+    view = folder / "nbdime" / f"{page.parent.name}-model-model.ipynb.html"
+    assert f'<a class="nbdime" href="../../nbdime/{view.name}">' in notebooks
+    answer = view.read_text()  # nbdime's answer, in the page: A's notebook and the diff that makes B of it
+    assert "learning_rate: float = 0.001" in answer and '"op": "patch"' in answer
+    assert (folder / "nbdime" / "static" / "nbdime.js").exists()
 
 
 def test_serve_answers_on_loopback(site):
@@ -149,6 +154,7 @@ def test_every_link_of_the_site_resolves_and_nothing_loads_from_the_network(site
 
 def test_the_site_in_headless_chromium(site):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     _, _, folder, _, first, second = site
     server = reports.serve(folder, port=0)
@@ -210,6 +216,11 @@ def test_the_site_in_headless_chromium(site):
             assert driver.execute_script("return document.documentElement.scrollWidth") <= 1280
             assert not console_errors(driver)
             full_page_screenshot(driver, "reports-compare")
+            driver.find_element(By.CSS_SELECTOR, "a.nbdime").click()  # the model notebook's diff, by nbdime
+            WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook-diff .jp-Diff-added"))
+            assert "learning_rate: float = 0.003" in driver.find_element(By.ID, "nbdime-root").text
+            assert not console_errors(driver)
+            driver.save_screenshot(str(ARTIFACTS / "reports-nbdime.png"))
     finally:
         server.shutdown()
         server.server_close()

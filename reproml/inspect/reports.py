@@ -12,6 +12,7 @@ The site (no server needed to read it, nothing fetched from the network):
   parameters and provenance;
 - `compare/<a>-<b>/` (`site_compare`): each run against the run before it, and the chosen pair: metric
   deltas coloured by which way is better, figures side by side with pixel differences, notebook diffs;
+- `nbdime/` (`site_nbdime`): each of those notebook diffs drawn by nbdime's own web view, offline;
 - `nb/<pipeline>/<commit>/<notebook>.html`: executed notebooks, by nbconvert.
 Pages come from the Jinja2 templates of `site_templates`. Commits never change, so notebooks already
 converted are not converted again.

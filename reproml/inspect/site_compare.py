@@ -3,8 +3,8 @@ figures side by side with their pixel differences, and the notebooks' diffs.
 
 A notebook diff pairs the notebooks (by path) of every pipeline whose commits differ between the runs;
 cells are aligned by nbdime (`nbdiff.diff_notebooks`), volatile parts dropped, and changed image outputs
-shown as pixel-difference figures. nbdime's own web view needs its server's diff API and a 2 MB
-JavaScript bundle; this page draws the same diff as static HTML.
+shown as pixel-difference figures. Each notebook's diff is also drawn by nbdime's own web view, on a
+page of its own (`site_nbdime`).
 """
 
 import dataclasses
@@ -22,6 +22,7 @@ from reproml.inspect.compare import (
 from reproml.inspect.imgdiff import ImageDiff, image_diff
 from reproml.inspect.lineage import RecordCache, lineage, short
 from reproml.inspect.nbdiff import diff_notebooks, read
+from reproml.inspect.site_nbdime import write_nbdime_page
 from reproml.inspect.site_run import run_figures, run_folder
 from reproml.inspect.site_templates import render
 from reproml.pfs import CommitRef
@@ -76,8 +77,11 @@ def _image_output(output: dict, folder: Path) -> dict:
     return {"figure": Path(figure).relative_to(folder).as_posix() if figure else None, "summary": diff.summary()}
 
 
-def notebook_diffs(store, a: str, b: str, folder: Path, cache: RecordCache) -> list[dict]:
-    """The diff of each notebook the two runs' differing pipeline commits hold under the same path."""
+def notebook_diffs(store, site: Path, a: str, b: str, cache: RecordCache) -> list[dict]:
+    """The diff of each notebook the two runs' differing pipeline commits hold under the same path, drawn
+    on the compare page and, as nbdime draws it, on a page of its own."""
+    name = compare_folder(a, b)
+    folder = site / name
     nodes_a, nodes_b = (by_pipeline(lineage(store, ref, cache=cache)) for ref in (a, b))
     found = []
     for repo in sorted(set(nodes_a) & set(nodes_b), key=lambda r: nodes_b[r]["finished"] or 0):
@@ -92,7 +96,11 @@ def notebook_diffs(store, a: str, b: str, folder: Path, cache: RecordCache) -> l
                       "outputs": [{**o, "lines": _lines(o.get("lines", [])),
                                    **_image_output(o, folder)} for o in cell.get("outputs", [])]}
                      for cell in diff.cells]
+            view = write_nbdime_page(site, f"{name.split('/')[1]}-{repo}-{path.replace('/', '_')}", old, new,
+                                     f"{repo} {path}: {short(node_a['ref'])} → {short(node_b['ref'])}",
+                                     f"{name}/index.html")
             found.append({"pipeline": repo, "path": path, "a": short(node_a["ref"]), "b": short(node_b["ref"]),
+                          "nbdime": f"../../{view}",
                           "identical": diff.identical, "cells": cells,
                           "changes": [{"what": what, "key": c.key, "old": _cell(c.old), "new": _cell(c.new),
                                       "delta": f"{c.delta:+.4g}" if c.delta is not None else ""}
@@ -117,5 +125,5 @@ def write_compare_page(store, site: Path, a: str, b: str, cache: RecordCache | N
         page_a=page_a, page_b=page_b,
         differences=differences, shared=", ".join(result.shared), remade=", ".join(result.remade),
         metrics=metric_deltas(result), figures=figure_pairs(store, result, folder),
-        notebooks=notebook_diffs(store, result.a, result.b, folder, cache)))
+        notebooks=notebook_diffs(store, site, result.a, result.b, cache)))
     return f"{name}/index.html"

@@ -123,7 +123,8 @@ worse by the metric's direction (ECE and NLL: lower is better)</p>
 <figcaption>{{ f.summary }}{% if f.diff %} (A | B | difference){% endif %}</figcaption></figure></div>
 {% else %}<p>no figures</p>{% endfor %}
 <h2>Notebooks</h2>{% for n in notebooks %}<details class="notebook"{% if not n.identical %} open{% endif %}>
-<summary><b>{{ n.pipeline }}</b> {{ n.path }}: {{ n.a }} → {{ n.b }}{% if n.identical %} (identical){% endif %}</summary>
+<summary><b>{{ n.pipeline }}</b> {{ n.path }}: {{ n.a }} → {{ n.b }}{% if n.identical %} (identical){% endif %}
+· <a class="nbdime" href="{{ n.nbdime }}">nbdime's view</a></summary>
 {% for c in n.cells %}<h3>{{ c.change }} {{ c.cell_type }} {{ c.where }}: <code>{{ c.head }}</code></h3>
 {% if c.source %}<pre class="diff">{% for l in c.source %}<span class="{{ l.css }}">{{ l.text }}</span>{% endfor %}</pre>{% endif %}
 {% for o in c.outputs %}<p>output {{ o.index }} {{ o.change }}{% if o.summary %}: {{ o.summary }}{% endif %}</p>
@@ -134,6 +135,35 @@ worse by the metric's direction (ECE and NLL: lower is better)</p>
 {% for v in n.changes %}<tr><td>{{ v.what }}</td><td>{{ v.key }}</td><td>{{ v.old }}</td><td>{{ v.new }}</td>
 <td>{{ v.delta }}</td></tr>{% endfor %}</table></div>{% endif %}</details>
 {% else %}<p>no notebook in a pipeline whose commits differ</p>{% endfor %}{% endblock %}""",
+
+    # nbdime's diff app (site_nbdime): its own styles, so not page.html's; its request for the diff is
+    # answered from the page (`answer`, as nbdime's server would send it).
+    "nbdime.html": r"""<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>{{ title }}</title><style>nav{font:14px system-ui,sans-serif;margin:.6em 1em}nav a{color:#1f5fa8;
+text-decoration:underline}h1{font:600 18px system-ui,
+sans-serif;margin:.3em 1em}</style></head><body>
+<nav><a href="{{ up }}index.html">all runs</a> · <a href="{{ back }}">back to the comparison</a></nav>
+<h1>{{ title }}</h1>
+<div id="nbdime-header" class="nbdime-Diff"><div id="nbdime-header-buttonrow">
+<label><input id="nbdime-hide-unchanged" type="checkbox">Hide unchanged cells</label>
+<button id="nbdime-trust" style="display:none">Trust outputs</button>
+<button id="nbdime-close" style="display:none">Close tool</button>
+<button id="nbdime-export" style="display:none">Export diff</button></div>
+<div id="nbdime-header-banner" class="cm-merge-2pane"><span id="nbdime-header-base">A</span>
+<span id="nbdime-header-remote">B</span></div></div>
+<div id="nbdime-root" class="nbdime-root"></div>
+<script id="nbdime-config-data" type="application/json">{"base": "A", "remote": "B", "baseUrl": "/"}</script>
+<script id="reproml-nbdime-answer" type="application/json">{{ answer | tojson }}</script>
+<script>
+const answer = document.getElementById('reproml-nbdime-answer').textContent;
+const fetchFromNetwork = window.fetch.bind(window);
+window.fetch = (url, init) => /api\/diff(\?|$)/.test(String(url instanceof Request ? url.url : url))
+  ? Promise.resolve(new Response(answer, {status: 200, headers: {'Content-Type': 'application/json'}}))
+  : fetchFromNetwork(url, init);
+const replaceState = history.replaceState.bind(history);  // file:// pages may not rewrite their own URL
+history.replaceState = (...args) => { try { replaceState(...args); } catch (error) {} };
+</script>
+<script src="static/nbdime.js"></script></body></html>""",
 }
 
 _ENV = Environment(loader=DictLoader(TEMPLATES), autoescape=select_autoescape(default=True, default_for_string=True))
