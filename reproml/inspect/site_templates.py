@@ -21,10 +21,9 @@ body.all .more{display:table-cell}img{max-width:100%}
 .trends{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:.5em;max-width:1400px}
 .trends img{width:100%;height:auto;border:1px solid #eee}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:.8em}
-.gallery figure,.pair figure{margin:0}.gallery img,.pair img{width:100%;border:1px solid #ddd;
-image-rendering:pixelated}figcaption{font-size:12px;color:#555}
+.gallery figure,.pair figure{margin:0}.gallery img,.pair img{width:100%;border:1px solid #ddd}figcaption{font-size:12px;color:#555}
 .pair{display:grid;grid-template-columns:minmax(0,260px) minmax(0,260px) minmax(0,540px);gap:1em;margin:1em 0}
-.notebook img{width:min(100%,480px);image-rendering:pixelated}h3{font-size:1em;margin:1em 0 .3em}
+.notebook img{width:min(100%,480px)}h3{font-size:1em;margin:1em 0 .3em}
 td.nbs{white-space:normal;min-width:18em}
 iframe.report{width:100%;height:75vh;border:1px solid #ccc}svg.lineage{max-width:100%;height:auto}
 .diff .add{background:#e6ffec;display:block}.diff .del{background:#ffebe9;display:block}
