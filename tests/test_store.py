@@ -122,3 +122,48 @@ def test_concurrent_writers_from_processes_keep_the_store_consistent(store):
     commits = store.list_commits("raw")
     assert len(commits) == 30
     assert store.fsck() == []
+
+
+@pytest.mark.unit
+def test_a_store_records_its_schema_version_and_a_newer_one_is_refused(tmp_path):
+    import sqlite3
+
+    from reproml.errors import ReproError
+    from reproml.pfs.schema import SCHEMA_VERSION
+
+    Store.open(tmp_path / "store").close()
+    with sqlite3.connect(tmp_path / "store" / "store.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(ReproError, match="newer reproml"):
+        Store.open(tmp_path / "store")
+
+
+@pytest.mark.unit
+def test_a_store_from_before_the_version_was_recorded_opens_and_is_brought_to_it(tmp_path):
+    import sqlite3
+
+    from reproml.pfs.schema import SCHEMA_VERSION
+
+    store = Store.open(tmp_path / "store")
+    store.create_repo("raw")
+    store.close()
+    with sqlite3.connect(tmp_path / "store" / "store.db") as db:
+        db.execute("PRAGMA user_version=0")
+        db.execute("DROP TABLE datum_runs")  # a table added later than the rest
+    store = Store.open(tmp_path / "store")
+    assert [repo.name for repo in store.list_repos()] == ["raw"]
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.db.execute("SELECT COUNT(*) FROM datum_runs").fetchone()[0] == 0
+
+
+@pytest.mark.unit
+def test_sql_lives_in_the_store_part_alone():
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "reproml"
+    sql = re.compile(r"\b(sqlite3|executescript|executemany)\b|\.execute\(\s*f?\"(SELECT|INSERT|UPDATE|DELETE|CREATE)")
+    outside = [str(path.relative_to(package)) for path in package.rglob("*.py")
+               if path.parent.name != "pfs" and sql.search(path.read_text())]
+    assert outside == []

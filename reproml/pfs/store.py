@@ -17,32 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from reproml.errors import NotFound, ReproError
 from reproml.pfs.objects import ObjectStore
 from reproml.pfs.refs import DEFAULT_BRANCH, Ref, check_commit_prefix, parse_ref, split_ancestry
+from reproml.pfs.schema import prepare
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS repos (
-    name TEXT PRIMARY KEY, description TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS commits (
-    id TEXT PRIMARY KEY, repo TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
-    origin TEXT NOT NULL, state TEXT NOT NULL, started REAL NOT NULL, finished REAL,
-    description TEXT NOT NULL, job_id TEXT, seq INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS commits_by_repo ON commits (repo, seq);
-CREATE TABLE IF NOT EXISTS branches (
-    repo TEXT NOT NULL, name TEXT NOT NULL, head TEXT NOT NULL, PRIMARY KEY (repo, name));
-CREATE TABLE IF NOT EXISTS provenance (
-    commit_id TEXT NOT NULL, repo TEXT NOT NULL, input_commit TEXT NOT NULL,
-    PRIMARY KEY (commit_id, repo, input_commit));
-CREATE INDEX IF NOT EXISTS provenance_by_input ON provenance (input_commit);
-CREATE TABLE IF NOT EXISTS files (
-    commit_id TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    PRIMARY KEY (commit_id, path));
-CREATE TABLE IF NOT EXISTS notebook_records (
-    sha256 TEXT PRIMARY KEY, provenance TEXT, scraps TEXT NOT NULL);
-"""
+if TYPE_CHECKING:
+    from reproml.pfs.records import NotebookRecords
+
 
 
 @dataclass(frozen=True)
@@ -181,7 +165,7 @@ class Store:
                                  f"{', '.join(sorted(tables)[:8])}), not a reproml store", _STORE_HINT)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA busy_timeout=60000")
-            self.db.executescript(SCHEMA)
+            prepare(self.db, str(self.root))
         except sqlite3.DatabaseError as error:
             self.db.close()
             raise ReproError(f"{self.root / 'store.db'} is not a reproml store ({error})", _STORE_HINT) from None
@@ -417,6 +401,8 @@ class Store:
 
     def record_table(self) -> "NotebookRecords":
         """Parsed notebook records, kept in the store's database and shared by every process."""
+        from reproml.pfs.records import NotebookRecords
+
         return NotebookRecords(self)
 
     def file_info(self, ref, path: str) -> FileInfo:
@@ -492,22 +478,5 @@ class Store:
         return problems
 
     def connection(self) -> sqlite3.Connection:
-        """The metadata database, for tables that other modules keep beside the store's (jobs, datums)."""
+        """The metadata database (`reproml.pfs.records` keeps the engine's tables in it)."""
         return self.db
-
-
-class NotebookRecords:
-    """The `notebook_records` table: what lineage parsed from a notebook, by the notebook's sha256."""
-
-    def __init__(self, store: Store):
-        self.store = store
-
-    def get(self, sha256: str) -> tuple[str | None, str] | None:
-        row = self.store.db.execute("SELECT provenance, scraps FROM notebook_records WHERE sha256=?",
-                                    (sha256,)).fetchone()
-        return None if row is None else (row[0], row[1])
-
-    def put_many(self, rows: list[tuple[str, str | None, str]]) -> None:
-        with self.store.transaction() as db:  # one transaction: one fsync, not one per notebook
-            db.executemany("INSERT OR IGNORE INTO notebook_records VALUES (?,?,?)", rows)
-

@@ -1,26 +1,12 @@
-"""Job records and the datum cache, kept in the store's SQLite database beside the commits."""
+"""Jobs and the datum cache: what the engine ran, and the outputs a datum key already has."""
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
 
 from reproml.errors import NotFound
 from reproml.pfs import FileInfo, Store
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, state TEXT NOT NULL, output_commit TEXT,
-    started REAL NOT NULL, finished REAL, datums_total INTEGER DEFAULT 0, datums_processed INTEGER DEFAULT 0,
-    datums_skipped INTEGER DEFAULT 0, datums_failed INTEGER DEFAULT 0, reason TEXT,
-    failed_notebook TEXT, details TEXT NOT NULL, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS datum_cache (
-    key TEXT PRIMARY KEY, pipeline TEXT NOT NULL, job_id TEXT NOT NULL, datum_id TEXT NOT NULL,
-    files TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS datum_runs (
-    job_id TEXT NOT NULL, datum_id TEXT NOT NULL, label TEXT NOT NULL, state TEXT NOT NULL,
-    attempts INTEGER NOT NULL, seconds REAL NOT NULL, log TEXT, PRIMARY KEY (job_id, datum_id));
-"""
+from reproml.pfs.records import JobRecords
 
 
 @dataclass(frozen=True)
@@ -46,75 +32,50 @@ class JobInfo:
 
 
 class Jobs:
-    """Jobs and the datum cache of one store."""
+    """Jobs and the datum cache of one store (their rows are kept by `reproml.pfs.records`)."""
 
     def __init__(self, store: Store):
         self.store = store
-        store.connection().executescript(SCHEMA)
+        self.records = JobRecords(store)
 
     def start(self, pipeline: str, details: dict) -> str:
         job_id = uuid.uuid4().hex
-        with self.store.transaction() as db:
-            seq = db.execute("SELECT COALESCE(MAX(seq),0)+1 FROM jobs").fetchone()[0]
-            db.execute("INSERT INTO jobs (id, pipeline, state, started, details, seq) VALUES (?,?,?,?,?,?)",
-                       (job_id, pipeline, "running", time.time(), json.dumps(details, sort_keys=True), seq))
+        self.records.add_job(job_id, pipeline, details)
         return job_id
 
     def update(self, job_id: str, **fields) -> None:
         if fields.get("state") in ("success", "failure", "killed"):
             fields.setdefault("finished", time.time())
-        columns = ", ".join(f"{name}=?" for name in fields)
-        with self.store.transaction() as db:
-            db.execute(f"UPDATE jobs SET {columns} WHERE id=?", (*fields.values(), job_id))
+        self.records.update_job(job_id, **fields)
 
     def record_datum(self, job_id: str, datum_id: str, label: str, state: str, attempts: int, seconds: float,
                      log: str | None) -> None:
-        with self.store.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO datum_runs VALUES (?,?,?,?,?,?,?)",
-                       (job_id, datum_id, label, state, attempts, round(seconds, 3), log))
+        self.records.add_datum_run(job_id, datum_id, label, state, attempts, seconds, log)
 
     def datum_runs(self, job_id: str) -> list[dict]:
-        rows = self.store.connection().execute(
-            "SELECT datum_id, label, state, attempts, seconds, log FROM datum_runs WHERE job_id=? ORDER BY label",
-            (job_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return self.records.datum_runs(job_id)
 
     def cached(self, key: str) -> list[FileInfo] | None:
         """The output files of an earlier successful datum with this key, if its blobs are all there."""
-        row = self.store.connection().execute("SELECT files FROM datum_cache WHERE key=?", (key,)).fetchone()
-        if row is None:
+        rows = self.records.cached_files(key)
+        if rows is None:
             return None
-        files = [FileInfo(*f) for f in json.loads(row["files"])]
+        files = [FileInfo(*f) for f in rows]
         return files if all(self.store.objects.has(f.sha256) for f in files) else None
 
     def remember(self, key: str, pipeline: str, job_id: str, datum_id: str, files: list[FileInfo]) -> None:
-        with self.store.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO datum_cache VALUES (?,?,?,?,?,?)",
-                       (key, pipeline, job_id, datum_id,
-                        json.dumps([[f.path, f.sha256, f.size] for f in files]), time.time()))
+        self.records.remember(key, pipeline, job_id, datum_id, [[f.path, f.sha256, f.size] for f in files])
 
     def recover(self) -> None:
         """Jobs left running by a killed engine are marked killed."""
-        with self.store.transaction() as db:
-            db.execute("UPDATE jobs SET state='killed', finished=?, reason='the engine stopped before the job "
-                       "finished' WHERE state='running'", (time.time(),))
-
-    def _info(self, row) -> JobInfo:
-        data = dict(row)
-        data.pop("seq")
-        data["details"] = json.loads(data["details"])
-        return JobInfo(**data)
+        self.records.mark_running_killed("the engine stopped before the job finished")
 
     def list(self, pipeline: str | None = None) -> list[JobInfo]:
-        sql, args = "SELECT * FROM jobs", ()
-        if pipeline:
-            sql, args = sql + " WHERE pipeline=?", (pipeline,)
-        return [self._info(r) for r in self.store.connection().execute(sql + " ORDER BY seq DESC", args)]
+        return [JobInfo(**row) for row in self.records.jobs(pipeline)]
 
     def inspect(self, job_id: str) -> JobInfo:
-        rows = self.store.connection().execute("SELECT * FROM jobs WHERE id=? OR id LIKE ?",
-                                               (job_id, job_id + "%")).fetchall()
+        rows = self.records.jobs_matching(job_id)
         if len(rows) != 1:
             raise NotFound(f"job {job_id!r} is {'ambiguous' if rows else 'unknown'}",
                            "see `reproml list job` for job ids")
-        return self._info(rows[0])
+        return JobInfo(**rows[0])
