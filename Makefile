@@ -66,7 +66,6 @@ bench: setup  ## benchmarks: print figures and ratios (see bench/README.md)
 	$(BIN)/python bench/run_all.py
 
 lab: setup lab-env  ## JupyterLab on 127.0.0.1:8888: the store mounted read-only ("reproml runs"), notebooks/*.py as notebooks
-	$(BIN)/reproml reports
 	REPROML_STORE=$${REPROML_STORE:-$(CURDIR)/.reproml} JUPYTER_PATH=$(CURDIR)/$(VENV)/share/jupyter \
 	  .venv-lab/bin/jupyter lab --ip=127.0.0.1 --no-browser --config=env/jupyter_server_config.py \
 	  --ServerApp.root_dir=$(CURDIR)
