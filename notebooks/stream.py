@@ -24,6 +24,8 @@
 
 # %%
 
+import sys
+
 from reproml.seg import sources
 from reproml.stage import notebook, scraps
 
@@ -47,7 +49,8 @@ notebook.require(output_dir=output_dir)
 for part in source.split("+"):
     parsed = sources.parse_source(part)
     print(f"{parsed.kind} source: {parsed.location}", flush=True)
-info = sources.fetch(source, output_dir, seed=seed, feedback_dir=feedback_dir, feedback_commit=feedback_commit)
+info = sources.fetch(source, output_dir, seed=seed, feedback_dir=feedback_dir, feedback_commit=feedback_commit,
+                     progress=sources.progress_to(sys.stderr))  # transfers reported in the datum's log
 
 # %% [markdown]
 # ## What arrived

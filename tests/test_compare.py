@@ -56,7 +56,7 @@ def test_compare_all_tabulates_every_run_with_the_parameters_that_vary(store, ca
     assert table["parameters"] == ["model.learning_rate"]
     assert table["metrics"] == ["dice", "ece", "mean_iou", "pixel_accuracy"]
     assert [r["parameters"]["model.learning_rate"] for r in table["rows"]] == [0.003, 0.002, 0.001]
-    code, out = run_verb(compare, ["compare", "--all"], store, capsys)
+    code, out = run_verb(["compare", "--all"], store, capsys)
     lines = out.splitlines()
     # Headline metrics first, then the parameters that differ; dice only on demand.
     assert code == 0 and lines[0].split() == ["RUN", "CREATED", "pixel_accuracy", "mean_iou", "ece",
@@ -69,18 +69,18 @@ def test_compare_all_columns_take_globs_sort_and_formats(store, capsys):
     for rate in (0.003, 0.002):
         make_run(store, rate, base=base)
     argv = ["compare", "--all", "--columns", "*_iou,learning_rate,dice", "--sort", "learning_rate"]
-    code, out = run_verb(compare, [*argv, "--format", "csv"], store, capsys)
+    code, out = run_verb([*argv, "--format", "csv"], store, capsys)
     lines = out.splitlines()
     assert code == 0 and lines[0] == "RUN,CREATED,mean_iou,model.learning_rate,dice"
     assert [float(line.split(",")[3]) for line in lines[1:]] == [0.001, 0.002, 0.003]
-    code, out = run_verb(compare, [*argv, "--desc", "--format", "json"], store, capsys)
+    code, out = run_verb([*argv, "--desc", "--format", "json"], store, capsys)
     data = json.loads(out)
     assert [r["model.learning_rate"] for r in data] == [0.003, 0.002, 0.001]
     assert isinstance(data[0]["mean_iou"], float) and len(data[0]["RUN"]) > 12
-    code, out = run_verb(compare, [*argv, "--format", "markdown"], store, capsys)
+    code, out = run_verb([*argv, "--format", "markdown"], store, capsys)
     assert out.splitlines()[0].startswith("| RUN ") and out.splitlines()[1].startswith("|--")
     with pytest.raises(Exception, match="matches no column"):
-        run_verb(compare, ["compare", "--all", "--columns", "nope*"], store, capsys)
+        run_verb(["compare", "--all", "--columns", "nope*"], store, capsys)
 
 
 def test_a_wide_table_folds_to_the_terminal_width_instead_of_wrapping(store):
@@ -100,8 +100,8 @@ def test_a_wide_table_folds_to_the_terminal_width_instead_of_wrapping(store):
 def test_the_compare_verb_needs_two_runs_or_all(store, capsys):
     make_run(store, 0.001)
     with pytest.raises(Exception, match="compare needs two runs or --all"):
-        run_verb(compare, ["compare", "evaluate@master"], store, capsys)
-    code, out = run_verb(compare, ["compare", "evaluate@master", "evaluate@master", "--json"], store, capsys)
+        run_verb(["compare", "evaluate@master"], store, capsys)
+    code, out = run_verb(["compare", "evaluate@master", "evaluate@master", "--json"], store, capsys)
     data = json.loads(out)
     assert code == 0 and data["differences"] == [] and len(data["shared"]) == 7
 

@@ -2,6 +2,9 @@
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -10,6 +13,7 @@ from PIL import Image
 from provenance_fixtures import executed_notebook, make_run, png
 from test_lineage import run_verb
 
+from reproml.cli import diff_files
 from reproml.inspect import diff, nbdiff
 from reproml.inspect.imgdiff import image_diff
 from reproml.pfs import Store
@@ -133,7 +137,7 @@ def test_added_and_removed_files_and_a_path_filter(tmp_path, capsys):
     result = diff.diff_commits(store, "data@master^1", "data@master")
     assert result.added == ["new.txt"] and result.removed == ["gone.txt"]
     assert [c.summary for c in result.changed] == ["content changed (1 -> 1 bytes)"]
-    code, out = run_verb(diff, ["diff", "file", "data@master^1", "data@master", "/keep", "--json"], store, capsys)
+    code, out = run_verb(["diff", "file", "data@master^1", "data@master", "/keep", "--json"], store, capsys)
     data = json.loads(out)
     assert code == 0 and data["added"] == [] and [c["path"] for c in data["changed"]] == ["keep/a.txt"]
 
@@ -143,7 +147,19 @@ def test_the_diff_command_for_pachctl_compares_local_files(tmp_path, capsys):
     old.write_text(json.dumps(_nb({"mean_iou": 0.5})))
     new.write_text(json.dumps(_nb({"mean_iou": 0.75})))
     same.write_text(json.dumps(_nb({"mean_iou": 0.5})))
-    assert diff.main([str(old), str(new), "--figures", str(tmp_path / "f")]) == 1
+    assert diff_files.main([str(old), str(new), "--figures", str(tmp_path / "f")]) == 1
     assert "mean_iou: 0.5 -> 0.75 (+0.25)" in capsys.readouterr().out
-    assert diff.main([str(old), str(same)]) == 0
-    assert nbdiff.main([str(old), str(same)]) == 0
+    assert diff_files.main([str(old), str(same)]) == 0
+    assert diff_files.notebooks_main([str(old), str(same)]) == 0
+
+
+@pytest.mark.parametrize("module", ["reproml.inspect.diff", "reproml.inspect.nbdiff"])
+def test_the_documented_module_commands_still_run(module, tmp_path):
+    """`python -m reproml.inspect.diff` is pachctl's --diff-command in CLUSTER.md: the name keeps working."""
+    old, new = tmp_path / "old.ipynb", tmp_path / "new.ipynb"
+    old.write_text(json.dumps(_nb({"mean_iou": 0.5})))
+    new.write_text(json.dumps(_nb({"mean_iou": 0.75})))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-m", module, str(old), str(new)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 1 and "mean_iou: 0.5 -> 0.75" in done.stdout, done.stderr

@@ -1,20 +1,18 @@
 """Lineage: the provenance graph read back from the executed notebooks of fake runs and real engine runs."""
 
-import argparse
 import json
 
 import pytest
 from provenance_fixtures import make_run
 
+from reproml.cli.main import build_parser
 from reproml.inspect import lineage
 from reproml.pfs import CommitRef, Store
 
 
-def run_verb(module, argv: list[str], store: Store, capsys) -> tuple[int, str]:
-    """Parse argv with the module's own `add_parser` and run its verb, as the CLI does."""
-    parser = argparse.ArgumentParser()
-    module.add_parser(parser.add_subparsers(dest="verb", required=True))
-    args = parser.parse_args(argv)
+def run_verb(argv: list[str], store: Store, capsys) -> tuple[int, str]:
+    """Parse argv with the CLI's parser and run its verb on `store`, as `reproml` does."""
+    args = build_parser().parse_args(argv)
     code = args.func(args, store)
     return code, capsys.readouterr().out
 
@@ -105,5 +103,5 @@ def test_records_are_cached_by_content_hash_across_store_instances(runs, tmp_pat
 ])
 def test_the_lineage_verb_prints_each_format(runs, capsys, flag, check):
     store, _, _ = runs
-    code, out = run_verb(lineage, ["lineage", "evaluate@master", *flag], store, capsys)
+    code, out = run_verb(["lineage", "evaluate@master", *flag], store, capsys)
     assert code == 0 and check(out), out

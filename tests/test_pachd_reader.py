@@ -16,6 +16,7 @@ from pachd_recorded import ReadPFS, RecordedCommit, RecordedPachd, pachd_hash
 from provenance_fixtures import executed_notebook, metrics_for, png
 from python_pachyderm.proto.v2.pfs import pfs_pb2
 
+from reproml.cli import diff_files
 from reproml.cli import main as cli
 from reproml.cluster.pachd import PachdReader
 from reproml.errors import NotFound, ReproError
@@ -204,7 +205,7 @@ def test_the_diff_command_reads_temporary_file_names_and_content(tmp_path, capsy
     old, new = tmp_path / "Report.ipynb_1234", tmp_path / "tmp5678"
     old.write_bytes(executed_notebook("evaluate", {}, [], metrics_for(0.001), 0.1, "notebooks/evaluate.py", "a"))
     new.write_bytes(executed_notebook("evaluate", {}, [], metrics_for(0.003), 0.1, "notebooks/evaluate.py", "a"))
-    assert diff.main([str(old), str(new), "--figures", str(tmp_path / "f")]) == 1
+    assert diff_files.main([str(old), str(new), "--figures", str(tmp_path / "f")]) == 1
     assert "~ Report.ipynb: notebook changed" in capsys.readouterr().out
     assert diff.kind_name([tmp_path / "x_1", tmp_path / "y_2"], b'{"a": 1}') == "x_1.json"
     assert diff.kind_name([tmp_path / "a", tmp_path / "b"], b"\x89PNG") == "a"

@@ -33,10 +33,30 @@ def _part(path: Path, package: Path = PACKAGE) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    """`if __name__ == "__main__":`: a script's entry, never run when the module is imported."""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__")
+
+
+def _outside_main_guard(tree: ast.Module) -> list[ast.AST]:
+    nodes, stack = [], [n for n in tree.body if not _is_main_guard(n)]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
 def _imported_parts(path: Path) -> list[tuple[int, str]]:
-    """(line, part) for every `reproml.<part>` import in one file; relative imports are reported as '.'."""
+    """(line, part) for every `reproml.<part>` import in one file; relative imports are reported as '.'.
+
+    Imports under `if __name__ == "__main__":` are left out: a documented `python -m` name kept for a module
+    whose entry moved to the CLI imports it there, which no importer of the module ever runs.
+    """
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in _outside_main_guard(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.level:
             found.append((node.lineno, "."))
             continue
@@ -94,3 +114,49 @@ def test_seg_importing_the_store_is_caught(tmp_path):
         "reproml/pfs/sneaky.py:1: pfs -> cli",
         "reproml/seg/sneaky.py:2: seg -> pfs",
     ]
+
+
+# Modules that are programs of their own, run by something other than `reproml` (a container, a Pachyderm
+# worker, a Katib trial): they keep their argparse and write to stdout/stderr. Each says so in its docstring.
+ENTRY_POINTS = {
+    "reproml/stage/runner.py",  # `python -m reproml.stage`, the command of every pipeline spec
+    "reproml/stage/batch.py",  # the same runner in batched mode: its lines are the datum's log
+    "reproml/cluster/katib_trial.py",  # `python -m reproml.cluster.katib_trial` in a Katib trial's container
+}
+
+
+def printing_and_parsing(package: Path = PACKAGE) -> list[str]:
+    """Every `print(...)` call and `argparse` import outside the CLI and the ENTRY_POINTS, as 'file:line: what'."""
+    found: list[str] = []
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package.parent).as_posix()
+        if _part(path, package) == "cli" or name in ENTRY_POINTS:
+            continue
+        for node in _outside_main_guard(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                found.append(f"{name}:{node.lineno}: print()")
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if "argparse" in modules:
+                found.append(f"{name}:{node.lineno}: import argparse")
+    return sorted(found)
+
+
+def test_only_the_cli_prints_or_parses_arguments():
+    """Analysis returns data and the CLI formats it (issue 9 item 4): no print() or argparse elsewhere."""
+    found = printing_and_parsing()
+    assert found == [], "move these into reproml/cli (or document an entry point in ENTRY_POINTS):\n" + "\n".join(
+        found)
+
+
+def test_a_print_in_a_library_module_is_caught(tmp_path):
+    copy = tmp_path / "reproml"
+    for src in PACKAGE.rglob("*.py"):
+        dst = copy / src.relative_to(PACKAGE)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(src.read_text())
+    (copy / "seg" / "chatty.py").write_text("import argparse\n\n\ndef f():\n    print('hi')\n")
+    (copy / "cli" / "fine.py").write_text("import argparse\n\nprint('the CLI may')\n")
+    found = set(printing_and_parsing(copy))
+    assert {"reproml/seg/chatty.py:1: import argparse", "reproml/seg/chatty.py:5: print()"} <= found
+    assert not any(line.startswith("reproml/cli/") for line in found)

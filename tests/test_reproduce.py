@@ -121,11 +121,11 @@ def test_a_tampered_input_file_stops_reproduce_and_fsck_names_it(echo_project, c
     _tamper(store, "raw@master", "b/3.txt")  # transform holds the same bytes as /3.txt
     with pytest.raises(ReproError, match=r"raw@[0-9a-f]+:/b/3.txt is corrupt"):
         reproduce.reproduce(store, project, "transform@master", progress=lambda line: None)
-    code, out = run_verb(reproduce, ["fsck"], store, capsys)
+    code, out = run_verb(["fsck"], store, capsys)
     assert code == 1 and "corrupt content of" in out and "3.txt" in out
     monkeypatch.chdir(project)
     with pytest.raises(ReproError, match="b/3.txt"):
-        run_verb(reproduce, ["reproduce", "transform@master"], store, capsys)
+        run_verb(["reproduce", "transform@master"], store, capsys)
 
 
 def test_a_commit_not_made_by_a_job_cannot_be_reproduced(tmp_path):

@@ -394,11 +394,14 @@ def test_unreachable_url_suggests_offline_sources(tmp_path):
         sources.fetch((tmp_path / "nowhere").as_uri(), tmp_path / "out", progress=None)
 
 
-def test_print_progress(capsys):
-    sources.print_progress("images.tar.gz", 2**20, 2**21)
-    sources.print_progress("images.tar.gz", 2**21, 2**21)
-    assert capsys.readouterr().err.splitlines() == ["images.tar.gz: 1.0 of 2.0 MiB (50%)",
-                                                    "images.tar.gz: 2.0 of 2.0 MiB (100%)"]
+def test_progress_lines():
+    stream = io.StringIO()
+    report = sources.progress_to(stream)
+    report("images.tar.gz", 2**20, 2**21)
+    report("images.tar.gz", 2**21, 2**21)
+    assert stream.getvalue().splitlines() == ["images.tar.gz: 1.0 of 2.0 MiB (50%)",
+                                              "images.tar.gz: 2.0 of 2.0 MiB (100%)"]
+    assert sources.progress_line("images.tar.gz", 3 * 2**20, 20 * 2**20) is None  # between two tenths
 
 
 # --- figures --------------------------------------------------------------------------------------------

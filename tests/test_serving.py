@@ -244,8 +244,8 @@ def test_serve_stops_every_process_on_a_signal(tmp_path, sig):
     store = Store.open(tmp_path / "store")
     model_dir = tiny_model(tmp_path)
     release_commit(store, {n: (model_dir / n).read_bytes() for n in ("model.keras", "calibration.json")}, GOOD)
-    code = ("import sys; from reproml.pfs import Store; from reproml.serving.server import serve; "
-            "sys.exit(serve(None, port=0, store=Store.open(sys.argv[1])))")
+    code = ("import sys; from reproml.cli.main import main; "  # `reproml serve`, whose lines say where it serves
+            "sys.exit(main(['--store', sys.argv[1], 'serve', '--port', '0']))")
     process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store")], stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     groups: set[int] = set()

@@ -8,6 +8,9 @@ Katib's StdOut metrics collector reads::
 
     python -m reproml.cluster.katib_trial --pachd HOST:PORT --input transform@master --scrap best_metrics -- \
         python -m reproml.stage notebooks/train.py --in data_dir=transform --commit data_commit=transform
+
+A program of its own, run by Katib in a trial's container rather than by `reproml`: so it keeps its own
+argparse and prints its metrics itself (an entry point listed in tests/test_parts.py).
 """
 
 from __future__ import annotations

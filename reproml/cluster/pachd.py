@@ -41,12 +41,6 @@ PORT_FORWARD = "e.g. `kubectl -n pachyderm port-forward svc/pachd 30650` and --p
 _MISSING = object()
 
 
-def add_pachd_option(parser) -> None:
-    """Add `--pachd HOST:PORT` (read from a cluster instead of the local store) to a verb's parser."""
-    parser.add_argument("--pachd", metavar="HOST:PORT",
-                        help=f"read from this Pachyderm cluster instead of the local store ({PORT_FORWARD})")
-
-
 def commit_files(client, repo: str, files: dict[str, bytes], description: str, repo_description: str = "") -> str:
     """Write files into a new commit on ``repo@master`` of pachd, atomically; return the commit id.
 
@@ -75,12 +69,6 @@ def commit_files(client, repo: str, files: dict[str, bytes], description: str, r
         raise
     client.finish_commit(commit)
     return commit.id
-
-
-def open_source(args, store):
-    """What a verb reads: a `PachdReader` when `--pachd` was given, else the local store."""
-    pachd = getattr(args, "pachd", None)
-    return PachdReader.connect(pachd) if pachd else store
 
 
 def _seconds(message, name: str) -> float | None:

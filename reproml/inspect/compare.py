@@ -22,11 +22,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
 from reproml.inspect.lineage import RecordCache, lineage, short
 from reproml.inspect.nbdiff import ValueChange, flatten, value_changes
-from reproml.inspect.tables import FORMATS, render, table
+from reproml.inspect.tables import render, table
 from reproml.provenance import canonical_hash
 
 HEADLINE = ("pixel_accuracy", "mean_iou", "iou.pet", "ece")  # what `compare --all` shows first
@@ -316,38 +315,3 @@ def format_all(runs: dict, columns: str | None = None, sort: str | None = None, 
     return render(rows, header, fmt, width)
 
 
-def add_parser(verbs) -> None:
-    """Add `compare RUN_A RUN_B | --all [--branch B]` to the CLI's subparsers."""
-    sub = verbs.add_parser("compare", help="compare two runs (evaluate commits), or tabulate all runs",
-                           description=__doc__.split("\n\n")[0])
-    sub.add_argument("runs", nargs="*", metavar="RUN", help="two evaluate commits, e.g. evaluate@1a2b evaluate@master")
-    sub.add_argument("--all", action="store_true", help="every run of the branch as a table")
-    sub.add_argument("--branch", default="master", help="the branch whose runs --all lists (default master)")
-    sub.add_argument("--repo", default=RUN_REPO, help=f"the pipeline whose commits are runs (default {RUN_REPO})")
-    sub.add_argument("--json", action="store_true", help="print JSON (for --all: everything compare_all finds)")
-    sub.add_argument("--columns", metavar="GLOBS", help="--all: the columns to show, comma-separated globs "
-                     "(e.g. 'iou.*,learning_rate'; '*' for all); default the headline metrics and the "
-                     "parameters that differ between runs")
-    sub.add_argument("--sort", metavar="COLUMN", help="--all: sort the runs by this column (a glob)")
-    sub.add_argument("--desc", action="store_true", help="--all: sort descending")
-    sub.add_argument("--format", choices=FORMATS, default="table",
-                     help="--all: table (folded to the terminal's width), csv, json or markdown")
-    add_pachd_option(sub)
-    sub.set_defaults(func=cmd_compare)
-
-
-def cmd_compare(args, store) -> int:
-    """The `compare` verb."""
-    source = open_source(args, store)
-    if args.all:
-        result = compare_all(source, args.repo, args.branch)
-        print(json.dumps(result, indent=2, sort_keys=True) if args.json else
-              format_all(result, args.columns, args.sort, args.desc, args.format))
-        return 0
-    if len(args.runs) != 2:
-        raise ReproError(f"compare needs two runs or --all, got {len(args.runs)} run(s)",
-                         "e.g. `reproml compare evaluate@master^1 evaluate@master` or `reproml compare --all`")
-    result = compare_runs(source, *args.runs)
-    print(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str) if args.json
-          else format_comparison(result))
-    return 0

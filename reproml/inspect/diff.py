@@ -27,16 +27,15 @@ pixel) diff of the two files and exits 1 when they differ, as `diff` does. The k
 from the file names (a temporary name such as `Report.ipynb_123456` counts as `Report.ipynb`) or, when
 the names carry no known suffix, from the content: a notebook's JSON, other JSON, else bytes.
 """
+# Functions here return data and text; the verb and the `python -m` entry (arguments, printing, the exit
+# status) are `reproml.cli.inspect` and `reproml.cli.diff_files`. The docstring above is that entry's --help.
 
-import argparse
 import json
 import re
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
 from reproml.inspect.imgdiff import IMAGE_SUFFIXES, image_diff, is_image
 from reproml.inspect.nbdiff import diff_notebooks, format_diff, value_changes
@@ -158,47 +157,28 @@ def diff_commits(source, old: str, new: str, path: str = "", figures: Path | Non
     return result
 
 
+def detail_lines(change: FileChange, json_limit: int | None = None) -> list[str]:
+    """A change's details, indented: a notebook's cell-by-cell diff, JSON's key-by-key deltas (the first `json_limit`)."""
+    if change.kind == "notebook":
+        return format_diff(change.detail, indent="    ")
+    if change.kind == "json":
+        return [f"    {c.summary()}" for c in change.detail[:json_limit]]
+    return []
+
+
 def format_commit_diff(diff: CommitDiff, verbose: bool = True) -> str:
     """pachctl-like listing (+ added, - removed, ~ changed) with each change's details indented."""
     lines = [f"--- {diff.old}", f"+++ {diff.new}"]
     lines += [f"+ /{p}" for p in diff.added] + [f"- /{p}" for p in diff.removed]
     for change in diff.changed:
         lines.append(f"~ /{change.path}: {change.summary}")
-        if not verbose:
-            continue
-        if change.kind == "notebook":
-            lines += format_diff(change.detail, indent="    ")
-        elif change.kind == "json":
-            lines += [f"    {c.summary()}" for c in change.detail[:40]]
+        if verbose:
+            lines += detail_lines(change, json_limit=40)
     lines.append(f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
                  f"{diff.unchanged} unchanged"
                  + (f" ({len(diff.volatile_only)} notebook(s) differ only in timestamps/ids)"
                     if diff.volatile_only else ""))
     return "\n".join(lines)
-
-
-def add_parser(verbs) -> None:
-    """Add `diff file OLD NEW [PATH]` to the CLI's subparsers."""
-    group = verbs.add_parser("diff", help="compare two commits (diff file)").add_subparsers(
-        dest="what", metavar="WHAT", required=True)
-    sub = group.add_parser("file", help="added, removed and changed files of two commits, notebook-aware",
-                           description=__doc__.split("\n\n")[0])
-    sub.add_argument("old", metavar="REPO@OLD", help="the commit before, e.g. evaluate@master^1")
-    sub.add_argument("new", metavar="REPO@NEW", help="the commit after, e.g. evaluate@master")
-    sub.add_argument("path", nargs="?", default="", metavar="PATH", help="only this file or folder")
-    sub.add_argument("--figures", type=Path, help="folder for pixel-difference figures (default: a temp folder)")
-    sub.add_argument("--brief", action="store_true", help="one line per file, no details")
-    sub.add_argument("--json", action="store_true", help="print JSON")
-    add_pachd_option(sub)
-    sub.set_defaults(func=cmd_diff_file)
-
-
-def cmd_diff_file(args, store) -> int:
-    """The `diff file` verb; exit status 0 whether or not the commits differ (as pachctl)."""
-    diff = diff_commits(open_source(args, store), args.old, args.new, args.path, args.figures)
-    print(json.dumps(diff.to_json(), indent=2, default=str) if args.json
-          else format_commit_diff(diff, verbose=not args.brief))
-    return 0
 
 
 def kind_name(paths: list[Path], data: bytes) -> str:
@@ -215,27 +195,28 @@ def kind_name(paths: list[Path], data: bytes) -> str:
     return names[0] + (".ipynb" if notebook else ".json")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Compare two local files by kind (the `--diff-command` of pachctl); exit 1 when they differ."""
-    parser = argparse.ArgumentParser(prog="python -m reproml.inspect.diff", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("old", type=Path)
-    parser.add_argument("new", type=Path)
-    parser.add_argument("--figures", type=Path, default=Path(tempfile.gettempdir()) / "reproml-diff")
-    args = parser.parse_args(argv)
-    old, new = args.old.read_bytes(), args.new.read_bytes()
-    name = kind_name([args.new, args.old], new)
-    change = compare_bytes(name, old, new, _figure_path(args.figures, name))
+def compare_files(old: Path, new: Path, figures: Path) -> tuple[str, FileChange | None]:
+    """Two local files compared by kind, as pachctl's `--diff-command` asks.
+
+    Returns:
+        The name whose suffix chose the kind of comparison (`kind_name`), and the change, or None when the
+        files are the same up to what that kind ignores.
+    """
+    old_bytes, new_bytes = old.read_bytes(), new.read_bytes()
+    name = kind_name([new, old], new_bytes)
+    return name, compare_bytes(name, old_bytes, new_bytes, _figure_path(figures, name))
+
+
+def format_file_change(name: str, change: FileChange | None) -> str:
+    """`compare_files`'s answer as text: `NAME: unchanged`, or `~ NAME: summary` and every detail."""
     if change is None:
-        print(f"{name}: unchanged")
-        return 0
-    print(f"~ {name}: {change.summary}")
-    if change.kind == "notebook":
-        print("\n".join(format_diff(change.detail, indent="    ")))
-    elif change.kind == "json":
-        print("\n".join(f"    {c.summary()}" for c in change.detail))
-    return 1
+        return f"{name}: unchanged"
+    return "\n".join([f"~ {name}: {change.summary}", *detail_lines(change)])
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m reproml.inspect.diff`, the documented --diff-command: the CLI runs it
+    import sys
+
+    from reproml.cli.diff_files import main
+
     sys.exit(main())

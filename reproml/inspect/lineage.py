@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from reproml.cluster.pachd import add_pachd_option, open_source
 from reproml.errors import ReproError
 from reproml.pfs import CommitRef
 from reproml.pfs.source import CommitSource
@@ -304,23 +303,3 @@ def format_dot(graph: dict) -> str:
     return "\n".join(lines + ["}"])
 
 
-def add_parser(verbs) -> None:
-    """Add `lineage REF [--downstream] [--json] [--format text|json|dot]` to the CLI's subparsers."""
-    sub = verbs.add_parser("lineage", help="the provenance tree of a commit (and what was derived from it)",
-                           description=__doc__.split("\n\n")[0])
-    sub.add_argument("ref", metavar="REPO@COMMIT", help="a commit or branch, e.g. evaluate@master")
-    sub.add_argument("--downstream", action="store_true", help="also show every commit derived from it")
-    sub.add_argument("--json", action="store_true", help="print the graph as JSON (same as --format json)")
-    sub.add_argument("--format", choices=("text", "json", "dot"), default="text",
-                     help="text tree (default), JSON, or Graphviz DOT")
-    add_pachd_option(sub)
-    sub.set_defaults(func=cmd_lineage)
-
-
-def cmd_lineage(args, store) -> int:
-    """The `lineage` verb: print the graph in the chosen format."""
-    graph = lineage(open_source(args, store), args.ref, downstream=args.downstream)
-    fmt = "json" if args.json else args.format
-    print(json.dumps(graph, indent=2, sort_keys=True) if fmt == "json" else
-          format_dot(graph) if fmt == "dot" else format_text(graph))
-    return 0

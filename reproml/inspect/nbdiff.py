@@ -11,13 +11,11 @@ figure. Scraps (scrapbook) are compared value by value with numeric deltas, and 
 (parameters, notebook and spec hashes, git commit, environment, inputs) key by key.
 """
 
-import argparse
 import base64
 import copy
 import difflib
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,19 +299,9 @@ def format_diff(diff: NotebookDiff, indent: str = "") -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Compare two notebook files; exit 0 if equal up to volatile parts, 1 if they differ (like diff)."""
-    parser = argparse.ArgumentParser(prog="python -m reproml.inspect.nbdiff", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("old", type=Path)
-    parser.add_argument("new", type=Path)
-    parser.add_argument("--figures", type=Path, help="folder for pixel-difference figures of changed images")
-    parser.add_argument("--json", action="store_true", help="print the differences as JSON")
-    args = parser.parse_args(argv)
-    diff = diff_notebooks(read(args.old), read(args.new), args.figures)
-    print(json.dumps(diff.to_json(), indent=2, default=str) if args.json else "\n".join(format_diff(diff)))
-    return 0 if diff.identical else 1
+if __name__ == "__main__":  # `python -m reproml.inspect.nbdiff`: the CLI parses the arguments and prints
+    import sys
 
+    from reproml.cli.diff_files import notebooks_main
 
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(notebooks_main())

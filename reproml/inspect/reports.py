@@ -146,30 +146,3 @@ def serve(site: Path, port: int = 8008, host: str = "127.0.0.1") -> ThreadingHTT
     return ThreadingHTTPServer((host, port), Handler)
 
 
-def add_parser(verbs) -> None:
-    """Add `reports [--out DIR] [--compare A B] [--serve] [--port N]` to the CLI's subparsers."""
-    sub = verbs.add_parser("reports", help="lay out executed notebooks and build the static report site",
-                           description=__doc__.split("\n\n")[0])
-    sub.add_argument("--out", type=Path, default=Path("reports"), help="the reports folder (default reports/)")
-    sub.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="runs for the compare page")
-    sub.add_argument("--serve", action="store_true", help="serve the site on loopback after building it")
-    sub.add_argument("--port", type=int, default=8008, help="port for --serve (default 8008)")
-    sub.set_defaults(func=cmd_reports)
-
-
-def cmd_reports(args, store: Store) -> int:
-    """The `reports` verb."""
-    if args.out.exists() and not args.out.is_dir():
-        raise ReproError(f"--out {args.out} is a file; the reports go into a folder",
-                         "name a folder (created if missing), e.g. --out reports")
-    count = len(layout(store, args.out))
-    site = build_site(store, args.out, tuple(args.compare) if args.compare else None)
-    print(f"{count} notebook(s) under {args.out}/<pipeline>/<commit>/; site: {site / 'index.html'}")
-    if args.serve:
-        server = serve(site, args.port)
-        print(f"serving http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            server.server_close()
-    return 0

@@ -245,32 +245,3 @@ def format_reproduction(result: Reproduction) -> str:
     return "\n".join(lines)
 
 
-def add_parser(verbs) -> None:
-    """Add `reproduce REF [--json]` and `fsck` to the CLI's subparsers."""
-    sub = verbs.add_parser("reproduce", help="re-execute a commit's job from its provenance and compare",
-                           description=__doc__.split("\n\n")[0])
-    sub.add_argument("ref", metavar="REPO@COMMIT", help="the commit to reproduce, e.g. transform@master")
-    sub.add_argument("--json", action="store_true", help="print JSON")
-    sub.set_defaults(func=cmd_reproduce)
-    check = verbs.add_parser("fsck", help="check every stored file against its sha256",
-                             description="Re-hash every stored blob; exit 1 naming each file whose content "
-                                         "is missing or changed.")
-    check.set_defaults(func=cmd_fsck)
-
-
-def cmd_reproduce(args, store: Store) -> int:
-    """The `reproduce` verb: exit 1 when something expected to be identical differs."""
-    from reproml.pps.engine import find_project
-
-    result = reproduce(store, find_project(), args.ref, progress=lambda line: print(line, flush=True))
-    print(json.dumps(result.to_json(), indent=2, default=str) if args.json else format_reproduction(result))
-    return 1 if result.failures else 0
-
-
-def cmd_fsck(args, store: Store) -> int:
-    """The `fsck` verb."""
-    problems = store.fsck()
-    for line in problems:
-        print(line)
-    print(f"{len(problems)} problem(s)" if problems else "ok: every stored file matches its hash")
-    return 1 if problems else 0

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from reproml.seg import archives, synthetic
 from reproml.seg.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE
@@ -73,12 +72,24 @@ def parse_source(source: str) -> Source:
     raise ValueError(f"unknown source {source!r} (no such folder either); valid forms: {VALID_FORMS}")
 
 
-def print_progress(name: str, done: int, total: int | None) -> None:
-    """Report a transfer on stderr at every tenth of the way (or every 64 MiB when the size is unknown)."""
+def progress_line(name: str, done: int, total: int | None) -> str | None:
+    """The line that reports a transfer at every tenth of the way (every 64 MiB when the size is unknown), else None."""
     step = max(total // 10, CHUNK_BYTES) if total else 64 * CHUNK_BYTES
     if done == total or done % step < CHUNK_BYTES:
         of = f" of {total / 2**20:.1f} MiB ({100 * done // total}%)" if total else " MiB"
-        print(f"{name}: {done / 2**20:.1f}{of}", file=sys.stderr, flush=True)
+        return f"{name}: {done / 2**20:.1f}{of}"
+    return None
+
+
+def progress_to(stream: TextIO) -> Progress:
+    """A `fetch` progress callback writing `progress_line`s to `stream` (a stage passes its stderr: the log)."""
+
+    def report(name: str, done: int, total: int | None) -> None:
+        if line := progress_line(name, done, total):
+            stream.write(line + "\n")
+            stream.flush()
+
+    return report
 
 
 def _copy(reader: BinaryIO, destination: Path, total: int | None, progress: Progress | None) -> None:
@@ -114,7 +125,7 @@ def describe_archive(path: Path) -> dict[str, object]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress | None = print_progress,
+def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress | None = None,
           feedback_dir: str | Path = "", feedback_commit: str = "") -> dict[str, object]:
     """Bring the two archives of `source` into `output_dir` and describe them in `source.json`.
 

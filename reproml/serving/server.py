@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from reproml.errors import NotFound, ReproError
@@ -220,7 +221,8 @@ def _stop_group(process: subprocess.Popen, timeout: float) -> int:
     return process.returncode
 
 
-def serve(release_ref: str | None = None, port: int = 9000, host: str = "127.0.0.1", store=None) -> int:
+def serve(release_ref: str | None = None, port: int = 9000, host: str = "127.0.0.1", store=None,
+          say: Callable[[str], None] = lambda line: None) -> int:
     """Put a release into service (`reproml.serving.deployed`) and serve it until Ctrl-C or SIGTERM.
 
     Then stop the server and all its processes.
@@ -230,6 +232,7 @@ def serve(release_ref: str | None = None, port: int = 9000, host: str = "127.0.0
         port: the REST port (POST /api/v1.0/predictions, /api/v1.0/feedback; GET /health/status).
         host: the listening address; 127.0.0.1 unless asked otherwise (0.0.0.0 exposes it).
         store: a `reproml.pfs.Store`; the default store when None.
+        say: receives the lines a person watching wants (where it serves, what was put into service).
 
     Returns:
         The microservice's exit status.
@@ -241,14 +244,13 @@ def serve(release_ref: str | None = None, port: int = 9000, host: str = "127.0.0
         stop["asked"] = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"serving {server.commit} on {server.url} (metrics on port {server.metrics_port}); Ctrl-C stops",
-          file=sys.stderr)
+    say(f"serving {server.commit} on {server.url} (metrics on port {server.metrics_port}); Ctrl-C stops")
     try:
         server.wait_ready()
         # Answering is what puts a release into service locally: the next release is gated against it.
         recorded = deployed.put_in_service(server.store, server.commit, server.release_ref.partition("@")[0])
         if recorded:
-            print(f"in service: recorded as deployed@{recorded}", file=sys.stderr)
+            say(f"in service: recorded as deployed@{recorded}")
         while not stop["asked"] and server.process.poll() is None:
             time.sleep(0.2)
     finally:

@@ -7,6 +7,10 @@ Inputs are parameters resolved under the datum's `pfs_root` (default `/pfs`); `o
 `<pfs_root>/out`. The executed notebook is written into the output; on failure the partially executed
 notebook is kept and the exit status is 1. What the engine tells the runner about the datum, and the result
 file the runner writes back, are `reproml.stage.contract`'s `DatumContext` and `DatumResult`.
+
+A program of its own (every pipeline spec's command, run in a container or by the engine, never by
+`reproml`): it keeps its own argparse, and what it prints is the datum's log (an entry point listed in
+tests/test_parts.py).
 """
 
 import argparse
