@@ -418,3 +418,17 @@ def test_figures(tmp_path, warehouse_dir):
     plt.close("all")
     with pytest.raises(ValueError, match="at least one sample"):
         figures.sample_grid([])
+
+
+# Lines of the real annotations/list.txt: class ids over all 37 breeds, breed ids within the species.
+REAL_LIST_LINES = ["Abyssinian_106 1 1 1", "american_bulldog_108 2 2 1", "Bombay_182 8 1 4", "boxer_98 9 2 5",
+                   "British_Shorthair_103 10 1 5", "Ragdoll_100 27 1 9", "Sphynx_131 34 1 12"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("line", REAL_LIST_LINES)
+def test_the_breed_table_numbers_breeds_as_the_real_list_does(line):
+    name = line.split()[0]
+    breeds = oxford.oxford_breeds()
+    assert len(breeds) == 37 and breeds["yorkshire_terrier"].class_id == 37
+    assert oxford.format_list([name], {name: breeds[oxford.breed_of(name)]}, header=False) == line + "\n"

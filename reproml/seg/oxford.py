@@ -29,6 +29,13 @@ LIST_HEADER = (
     "#images with small first letter are dog images",
 )
 SPECIES = {1: "cat", 2: "dog"}
+# The 37 breeds of the dataset as its image names spell them (cats capitalised), each sorted case-insensitively.
+CAT_BREEDS = ("Abyssinian Bengal Birman Bombay British_Shorthair Egyptian_Mau Maine_Coon Persian Ragdoll "
+              "Russian_Blue Siamese Sphynx").split()
+DOG_BREEDS = ("american_bulldog american_pit_bull_terrier basset_hound beagle boxer chihuahua "
+              "english_cocker_spaniel english_setter german_shorthaired great_pyrenees havanese japanese_chin "
+              "keeshond leonberger miniature_pinscher newfoundland pomeranian pug saint_bernard samoyed "
+              "scottish_terrier shiba_inu staffordshire_bull_terrier wheaten_terrier yorkshire_terrier").split()
 TRIMAP_LABELS = (1, 2, 3)
 IMAGES_ARCHIVE = "images.tar.gz"
 ANNOTATIONS_ARCHIVE = "annotations.tar.gz"
@@ -109,6 +116,28 @@ def breed_of(name: str) -> str:
     if not breed or not number.isdigit():
         raise ValueError(f"image name {name!r} is not <breed>_<number> as in the Oxford-IIIT Pet dataset")
     return breed
+
+
+def number_breeds(species_of: dict[str, str]) -> dict[str, Entry]:
+    """Entries by breed name, numbered as the dataset's list.txt does.
+
+    Class ids 1.. follow the breed names sorted case-insensitively; the breed id counts within the species
+    in the same order.
+
+    Args:
+        species_of: breed name -> "cat" or "dog".
+    """
+    entries, counts = {}, dict.fromkeys(SPECIES.values(), 0)
+    for class_id, breed in enumerate(sorted(species_of, key=str.lower), start=1):
+        species = species_of[breed]
+        counts[species] += 1
+        entries[breed] = Entry(class_id, species, counts[species], breed)
+    return entries
+
+
+def oxford_breeds() -> dict[str, Entry]:
+    """The 37 breeds of the Oxford-IIIT Pet dataset, numbered as its list.txt numbers them."""
+    return number_breeds({**dict.fromkeys(CAT_BREEDS, "cat"), **dict.fromkeys(DOG_BREEDS, "dog")})
 
 
 def parse_list(text: str, where: str = LIST_MEMBER) -> dict[str, Entry]:

@@ -24,6 +24,7 @@ from reproml.seg.oxford import (
     Entry,
     encode_mask,
     format_list,
+    number_breeds,
 )
 
 # Breed names follow Oxford's convention: a capital first letter marks a cat breed. The RGB colours
@@ -41,14 +42,8 @@ JPEG_QUALITY = 90
 
 
 def breed_entries() -> dict[str, Entry]:
-    """Entries by breed name, numbered as Oxford does: class ids over breeds sorted case-insensitively,
-    breed ids within each species."""
-    ordered = sorted(BREEDS, key=lambda breed: breed[0].lower())
-    entries = {}
-    for class_id, (name, species, _, _) in enumerate(ordered, start=1):
-        breed_id = 1 + sum(1 for other in ordered[: class_id - 1] if other[1] == species)
-        entries[name] = Entry(class_id, species, breed_id, name)
-    return entries
+    """The synthetic breeds' entries, numbered as Oxford numbers its own (`oxford.number_breeds`)."""
+    return number_breeds({name: species for name, species, _, _ in BREEDS})
 
 
 def sample_name(index: int) -> str:

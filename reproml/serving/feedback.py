@@ -23,34 +23,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reproml.errors import ReproError
+from reproml.seg import oxford
 
 REPO = "feedback"
 DESCRIPTION = "corrections sent to the model server"
-CAT_BREEDS = ("Abyssinian Bengal Birman Bombay British_Shorthair Egyptian_Mau Maine_Coon Persian Ragdoll "
-              "Russian_Blue Siamese Sphynx").split()
-DOG_BREEDS = ("american_bulldog american_pit_bull_terrier basset_hound beagle boxer chihuahua "
-              "english_cocker_spaniel english_setter german_shorthaired great_pyrenees havanese japanese_chin "
-              "keeshond leonberger miniature_pinscher newfoundland pomeranian pug saint_bernard samoyed "
-              "scottish_terrier shiba_inu staffordshire_bull_terrier wheaten_terrier yorkshire_terrier").split()
+BREEDS = oxford.oxford_breeds()
 
 
 def check_breed(breed: str) -> None:
     """Raise unless `breed` is one of the 37 Oxford-IIIT Pet breeds."""
-    if breed not in CAT_BREEDS and breed not in DOG_BREEDS:
+    if breed not in BREEDS:
         raise ReproError(f"unknown breed {breed!r}", "name one of the 37 Oxford-IIIT Pet breeds in the "
                          "request's meta.tags.breed, e.g. american_bulldog or Abyssinian (cats are capitalised)")
 
 
 def list_line(name: str, breed: str) -> str:
-    """The annotations/list.txt line of a sample: `<Name> <CLASS-ID> <SPECIES> <BREED ID>`.
-
-    As in the dataset: class ids 1-37 follow the breed names sorted case-insensitively, species is 1 for
-    cats and 2 for dogs, and the breed id counts within the species.
-    """
+    """The annotations/list.txt line of a sample: `<Name> <CLASS-ID> <SPECIES> <BREED ID>`, as in the dataset."""
     check_breed(breed)
-    class_id = sorted(CAT_BREEDS + DOG_BREEDS, key=str.lower).index(breed) + 1
-    species, breeds = (1, CAT_BREEDS) if breed in CAT_BREEDS else (2, DOG_BREEDS)
-    return f"{name} {class_id} {species} {breeds.index(breed) + 1}"
+    return oxford.format_list([name], {name: BREEDS[breed]}, header=False).rstrip("\n")
 
 
 def sample_name(breed: str, image: bytes, trimap: bytes) -> str:
