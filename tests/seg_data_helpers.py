@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reproml.seg.archives import write_tar_gz
+from reproml.seg import oxford
 from reproml.seg.oxford import Entry, format_list
 
 # The real sample lives next to the repository (../shared), never inside it.
@@ -39,16 +39,11 @@ def trimap(width: int, height: int) -> np.ndarray:
 
 def write_oxford(folder: Path, images: dict[str, bytes], trimaps: dict[str, bytes], listed: list[str]) -> Path:
     """Write images.tar.gz and annotations.tar.gz in the Oxford layout; every listed name is a cat breed 1."""
-    folder.mkdir(parents=True, exist_ok=True)
     entries = {name: Entry(1, "cat" if name[0].isupper() else "dog", 1, name.rpartition("_")[0])
                for name in listed}
-    write_tar_gz(folder / "images.tar.gz",
-                 [("images", None)] + [(f"images/{name}.jpg", data) for name, data in images.items()])
-    write_tar_gz(folder / "annotations.tar.gz", [
-        ("annotations", None),
-        ("annotations/list.txt", format_list(listed, entries).encode()),
-        *[(f"annotations/trimaps/{name}.png", data) for name, data in trimaps.items()],
-    ])
+    oxford.write_archives(folder, {f"{name}.jpg": data for name, data in images.items()},
+                          {f"{name}.png": data for name, data in trimaps.items()},
+                          format_list(listed, entries, header=False).splitlines())
     return folder
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from reproml.seg.archives import ArchiveError, Limits, iter_members
+from reproml.seg.archives import ArchiveError, Limits, iter_members, write_tar_gz
 
 # The six header lines of the real annotations/list.txt, verbatim (typo included).
 LIST_HEADER = (
@@ -192,6 +192,35 @@ def format_list(names: list[str], entries: dict[str, Entry], header: bool = True
         entry = entries[name]
         lines.append(f"{name} {entry.class_id} {species_ids[entry.species]} {entry.breed_id}")
     return "".join(line + "\n" for line in lines)
+
+
+def write_archives(folder: str | Path, images: Mapping[str, bytes], trimaps: Mapping[str, bytes],
+                   list_lines: Sequence[str], splits: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """Write `images.tar.gz` and `annotations.tar.gz` in the dataset's layout; every source ends this way.
+
+    Members go in the order given, so the same arguments always give byte-identical archives.
+
+    Args:
+        folder: where the two archives go (created if missing).
+        images: file name under `images/` (`Abyssinian_1.jpg`, or the real archive's `.mat` files) -> bytes.
+        trimaps: file name under `annotations/trimaps/` -> PNG bytes.
+        list_lines: the lines of `annotations/list.txt` after its header (`format_list(..., header=False)`).
+        splits: split name (`test`, `trainval`) -> the text of `annotations/<split>.txt`, if any.
+
+    Returns:
+        The two archives' paths by archive name.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {IMAGES_ARCHIVE: folder / IMAGES_ARCHIVE, ANNOTATIONS_ARCHIVE: folder / ANNOTATIONS_ARCHIVE}
+    write_tar_gz(paths[IMAGES_ARCHIVE],
+                 [(IMAGE_PREFIX.rstrip("/"), None), *((IMAGE_PREFIX + name, data) for name, data in images.items())])
+    listing = "".join(line + "\n" for line in (*LIST_HEADER, *list_lines))
+    write_tar_gz(paths[ANNOTATIONS_ARCHIVE], [
+        ("annotations", None), (LIST_MEMBER, listing.encode()),
+        *((f"annotations/{split}.txt", text.encode()) for split, text in (splits or {}).items()),
+        (TRIMAP_PREFIX.rstrip("/"), None), *((TRIMAP_PREFIX + name, data) for name, data in trimaps.items())])
+    return paths
 
 
 def _sample_name(member: str, prefix: str, suffix: str) -> str | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from reproml.seg import archives, synthetic
+from reproml.seg import archives, oxford, synthetic
 from reproml.seg.oxford import ANNOTATIONS_ARCHIVE, IMAGES_ARCHIVE
 
 OXFORD_BASE_URL = "https://thor.robots.ox.ac.uk/datasets/pets/"
@@ -186,12 +186,11 @@ def _fetch_combined(source: str, output_dir: Path, seed: int, progress: Progress
     """Fetch each `+`-joined part, then merge their archives into one pair; a sample in two parts is an error."""
     import tempfile
 
-    from reproml.seg.archives import iter_members, write_tar_gz
-    from reproml.seg.oxford import LIST_HEADER, LIST_MEMBER
+    from reproml.seg.archives import iter_members
 
     parts = [part.strip() for part in source.split("+") if part.strip()]
     images: dict[str, bytes] = {}
-    annotations: dict[str, bytes] = {}
+    trimaps: dict[str, bytes] = {}
     lines: dict[str, str] = {}
     described = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,23 +198,21 @@ def _fetch_combined(source: str, output_dir: Path, seed: int, progress: Progress
             folder = Path(tmp) / str(index)
             described.append(fetch(part, folder, seed=seed, progress=progress, feedback_dir=feedback_dir,
                                    feedback_commit=feedback_commit))
-            for name, content in iter_members(folder / IMAGES_ARCHIVE):
+            for member, content in iter_members(folder / IMAGES_ARCHIVE):
+                name = member.removeprefix(oxford.IMAGE_PREFIX)
                 if name in images:
-                    raise ValueError(f"source {source!r}: {name} is in more than one part; each sample may come "
+                    raise ValueError(f"source {source!r}: {member} is in more than one part; each sample may come "
                                      "from one part only")
                 images[name] = content
             for name, content in iter_members(folder / ANNOTATIONS_ARCHIVE):
-                if name == LIST_MEMBER:
+                if name == oxford.LIST_MEMBER:
                     for line in content.decode().splitlines():
                         if line.strip() and not line.startswith("#"):
                             lines[line.split()[0]] = line
-                elif name.endswith(".png"):
-                    annotations[name] = content
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_tar_gz(output_dir / IMAGES_ARCHIVE, [("images", None), *sorted(images.items())])
-    listing = "".join(line + "\n" for line in (*LIST_HEADER, *(lines[k] for k in sorted(lines)))).encode()
-    write_tar_gz(output_dir / ANNOTATIONS_ARCHIVE, [("annotations", None), (LIST_MEMBER, listing),
-                                                     ("annotations/trimaps", None), *sorted(annotations.items())])
+                elif name.startswith(oxford.TRIMAP_PREFIX) and name.endswith(".png"):
+                    trimaps[name.removeprefix(oxford.TRIMAP_PREFIX)] = content
+    oxford.write_archives(output_dir, dict(sorted(images.items())), dict(sorted(trimaps.items())),
+                          [lines[k] for k in sorted(lines)])
     info = {"origin": source, "kind": "combined", "parts": described,
             "archives": {name: describe_archive(output_dir / name) for name in ARCHIVES}}
     (output_dir / "source.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
@@ -232,9 +229,6 @@ def write_feedback_archives(feedback_dir: str | Path, dest: str | Path) -> list[
     Returns:
         The sample names, sorted.
     """
-    from reproml.seg.archives import write_tar_gz
-    from reproml.seg.oxford import LIST_HEADER, LIST_MEMBER
-
     folder = Path(feedback_dir) if feedback_dir else None
     if folder is None or not folder.is_dir():
         raise ValueError(f"the feedback source needs the feedback input, but feedback_dir is "
@@ -245,13 +239,7 @@ def write_feedback_archives(feedback_dir: str | Path, dest: str | Path) -> list[
         raise ValueError(f"the feedback input {folder} holds no samples yet; send feedback to the model server "
                          "first (POST /api/v1.0/feedback), or leave feedback out of the source")
     lines = [(folder / "annotations" / "list" / f"{name}.txt").read_text().strip() for name in names]
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    write_tar_gz(dest / IMAGES_ARCHIVE, [("images", None)] + [
-        (f"images/{name}.jpg", (folder / "images" / f"{name}.jpg").read_bytes()) for name in names])
-    write_tar_gz(dest / ANNOTATIONS_ARCHIVE, [
-        ("annotations", None), (LIST_MEMBER, "".join(line + "\n" for line in (*LIST_HEADER, *lines)).encode()),
-        ("annotations/trimaps", None)] + [
-        (f"annotations/trimaps/{name}.png", (folder / "annotations" / "trimaps" / f"{name}.png").read_bytes())
-        for name in names])
+    oxford.write_archives(dest, {f"{name}.jpg": (folder / "images" / f"{name}.jpg").read_bytes() for name in names},
+                          {f"{name}.png": (folder / "annotations" / "trimaps" / f"{name}.png").read_bytes()
+                           for name in names}, lines)
     return names

@@ -15,17 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from reproml.seg.archives import write_tar_gz
-from reproml.seg.oxford import (
-    ANNOTATIONS_ARCHIVE,
-    IMAGES_ARCHIVE,
-    LIST_MEMBER,
-    TRIMAP_PREFIX,
-    Entry,
-    encode_mask,
-    format_list,
-    number_breeds,
-)
+from reproml.seg import oxford
+from reproml.seg.oxford import Entry, encode_mask, format_list, number_breeds
 
 # Breed names follow Oxford's convention: a capital first letter marks a cat breed. The RGB colours
 # are the breed's coat and its markings.
@@ -150,8 +141,6 @@ def write_archives(output_dir: str | Path, n: int, seed: int) -> dict[str, Path]
     """
     if n < 1:
         raise ValueError(f"a synthetic source needs at least 1 sample, got n={n}; use e.g. synthetic:64")
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     samples = [generate(index, seed) for index in range(n)]
     names = [name for name, _, _ in samples]
     by_breed = breed_entries()
@@ -159,15 +148,8 @@ def write_archives(output_dir: str | Path, n: int, seed: int) -> dict[str, Path]
     # Oxford splits each breed about half and half; alternate numbers within a breed do the same.
     trainval = [name for name in names if int(name.rpartition("_")[2]) % 2 == 1]
     test = [name for name in names if int(name.rpartition("_")[2]) % 2 == 0]
-    images = output_dir / IMAGES_ARCHIVE
-    annotations = output_dir / ANNOTATIONS_ARCHIVE
-    write_tar_gz(images, [("images", None)] + [(f"images/{name}.jpg", jpeg) for name, jpeg, _ in samples])
-    write_tar_gz(annotations, [
-        ("annotations", None),
-        (LIST_MEMBER, format_list(names, entries).encode()),
-        ("annotations/test.txt", format_list(test, entries, header=False).encode()),
-        ("annotations/trainval.txt", format_list(trainval, entries, header=False).encode()),
-        (TRIMAP_PREFIX.rstrip("/"), None),
-        *[(f"{TRIMAP_PREFIX}{name}.png", png) for name, _, png in samples],
-    ])
-    return {IMAGES_ARCHIVE: images, ANNOTATIONS_ARCHIVE: annotations}
+    return oxford.write_archives(output_dir, {f"{name}.jpg": jpeg for name, jpeg, _ in samples},
+                                 {f"{name}.png": png for name, _, png in samples},
+                                 format_list(names, entries, header=False).splitlines(),
+                                 {"test": format_list(test, entries, header=False),
+                                  "trainval": format_list(trainval, entries, header=False)})
