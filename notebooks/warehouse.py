@@ -83,8 +83,8 @@ scraps.glue("shards", summary["shards"])
 # %% [markdown]
 # ## A look at the samples
 #
-# Eight samples spread evenly over the ids (so over the breeds), each above its trimap: orange is the pet,
-# purple the background and yellow the border band where annotators did not decide.
+# Eight samples spread evenly over the ids (so over the breeds), each above its trimap: red is the pet,
+# blue the background and yellow the border band where annotators did not decide.
 
 # %%
 folders = warehouse.sample_folders(output_dir)

@@ -51,3 +51,14 @@ def test_markdown_table_formats_floats_and_nan() -> None:
     assert report.markdown_table(["class", "IoU"], [["pet", 0.5], ["border", float("nan")]]) == (
         "| class | IoU |\n|---|---|\n| pet | 0.5000 |\n| border | n/a |"
     )
+
+
+@pytest.mark.unit
+def test_prediction_masks_are_drawn_in_the_trimap_colours_of_the_data_figures() -> None:
+    """One colour scheme for one label set: class ids 0-2 in a prediction grid look like trimap labels 1-3."""
+    from reproml.seg import figures
+
+    classes = np.array([[[0, 1, 2]]])  # one sample, one row of three pixels
+    artist = report.prediction_grid(np.zeros((1, 1, 3, 3)), classes, None, ["a"]).axes[1].images[0]
+    drawn = artist.to_rgba(artist.get_array(), norm=True)[..., :3]
+    assert np.allclose(drawn, figures.trimap_colours(classes[0] + 1)), drawn

@@ -14,8 +14,9 @@ from PIL import Image
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# Trimap labels: name and colour (pet, background, border).
-LABELS = {1: ("pet", "#d95f02"), 2: ("background", "#7570b3"), 3: ("border", "#e6ab02")}
+# Trimap labels: name and colour, the one scheme of every figure of masks (data figures, predictions):
+# pet red, background blue, border yellow.
+LABELS = {1: ("pet", "#e15759"), 2: ("background", "#4e79a7"), 3: ("border", "#f2d45c")}
 
 
 def trimap_colours(mask: np.ndarray) -> np.ndarray:

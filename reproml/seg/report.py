@@ -17,9 +17,11 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from reproml.seg.figures import LABELS
+
 FLOAT_DECIMALS = 6
-# Trimap colours by class id: pet, background, border.
-MASK_CMAP = ListedColormap(["#e15759", "#4e79a7", "#f2d45c"])
+# Class ids 0, 1, 2 are trimap labels 1, 2, 3: drawn in the trimap colours of `figures.LABELS`.
+MASK_CMAP = ListedColormap([colour for _, colour in LABELS.values()])
 
 
 def _scalar(value: object, decimals: int) -> str:
@@ -139,7 +141,7 @@ def prediction_grid(
 ) -> Figure:
     """One row per sample: image, true mask and, when given, predicted mask.
 
-    Class colours: pet red, background blue, border yellow.
+    Class colours: those of `figures.LABELS` (pet red, background blue, border yellow).
     """
     columns = [("image", images), ("truth", truth)] + ([("prediction", prediction)] if prediction is not None else [])
     n = max(len(images), 1)
