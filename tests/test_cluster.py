@@ -22,6 +22,11 @@ DAG = ["stream", "warehouse", "transform", "train", "tune", "model", "calibrate"
        "release"]  # the one order (reproml.pps.spec.topological_order): the engine's and a deploy's
 
 
+def _messages(requests) -> list[tuple[str, object]]:
+    """`(method, message)` of each request: what an in-process pachd should receive."""
+    return [(request.method, request.message) for request in requests]
+
+
 def pipelines_in(requests) -> list[str]:
     return [r.message.pipeline.name for r in requests if r.method == "pps_v2.API/CreatePipeline"]
 
@@ -61,8 +66,8 @@ def test_deploy_sends_exactly_the_planned_requests_and_a_second_deploy_nothing(p
     address, state = pachd
     planned = cluster.deploy(None, SPECS, dry_run=True, out=lambda _: None)
     sent = cluster.deploy(address, SPECS, out=lambda _: None)
-    assert list(cluster.iter_messages(sent)) == list(cluster.iter_messages(planned))
-    assert state.writes() == list(cluster.iter_messages(planned))
+    assert _messages(sent) == _messages(planned)
+    assert state.writes() == _messages(planned)
     assert sorted(state.pipelines) == sorted(DAG)
     assert all(not msg.update for m, msg in state.writes() if m == "pps_v2.API/CreatePipeline")
     # release crosses evaluate with deployed, stream its tick with feedback: each input repo starts with the
@@ -107,7 +112,7 @@ def test_a_pipeline_edited_on_the_cluster_is_put_back(pachd):  # noqa: F811
 def test_a_folder_source_is_put_into_an_input_repo_once(pachd):  # noqa: F811
     address, state = pachd
     sent = cluster.deploy(address, SPECS, source=str(SAMPLE), out=lambda _: None)
-    assert state.writes() == list(cluster.iter_messages(sent))
+    assert state.writes() == _messages(sent)
     methods = [r.method for r in sent]
     assert methods[:3] == ["pfs_v2.API/CreateRepo"] * 3
     assert [r.message.repo.name for r in sent[:3]] == ["deployed", "feedback", "source"]  # input repos, sorted

@@ -44,7 +44,7 @@ def test_metrics_fall_back_to_report_scraps_without_evaluation_json(store):
     run = make_run(store, 0.002)
     with store.commit("evaluate", provenance=[run["transform"], run["calibrate"]], origin="auto") as commit:
         commit.delete_file("evaluation.json")
-    metrics = compare.run_metrics(store, store.resolve("evaluate@master"))
+    metrics, _ = compare.run_results(store, store.resolve("evaluate@master"))
     assert metrics == pytest.approx(metrics_for(0.002))
 
 

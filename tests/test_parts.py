@@ -90,6 +90,16 @@ def violations(package: Path = PACKAGE) -> list[str]:
     return bad
 
 
+def _copy_package(tmp_path: Path) -> Path:
+    """A copy of the package's modules under tmp_path, to plant a violation in."""
+    copy = tmp_path / "reproml"
+    for src in PACKAGE.rglob("*.py"):
+        dst = copy / src.relative_to(PACKAGE)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(src.read_text())
+    return copy
+
+
 def test_every_module_belongs_to_a_known_part():
     parts = {_part(p) for p in PACKAGE.rglob("*.py")} - {"__init__"}
     assert parts <= set(ALLOWED), f"new part(s) {sorted(parts - set(ALLOWED))}: add them to ALLOWED"
@@ -103,11 +113,7 @@ def test_no_part_imports_what_it_must_not():
 
 def test_seg_importing_the_store_is_caught(tmp_path):
     """The check is not vacuous: a copy of the package where seg imports pfs fails it."""
-    copy = tmp_path / "reproml"
-    for src in PACKAGE.rglob("*.py"):
-        dst = copy / src.relative_to(PACKAGE)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(src.read_text())
+    copy = _copy_package(tmp_path)
     (copy / "seg" / "sneaky.py").write_text("def f():\n    from reproml.pfs import Store\n    return Store\n")
     (copy / "pfs" / "sneaky.py").write_text("import reproml.cli.main\n")
     assert violations(copy) == [
@@ -150,11 +156,7 @@ def test_only_the_cli_prints_or_parses_arguments():
 
 
 def test_a_print_in_a_library_module_is_caught(tmp_path):
-    copy = tmp_path / "reproml"
-    for src in PACKAGE.rglob("*.py"):
-        dst = copy / src.relative_to(PACKAGE)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(src.read_text())
+    copy = _copy_package(tmp_path)
     (copy / "seg" / "chatty.py").write_text("import argparse\n\n\ndef f():\n    print('hi')\n")
     (copy / "cli" / "fine.py").write_text("import argparse\n\nprint('the CLI may')\n")
     found = set(printing_and_parsing(copy))

@@ -10,7 +10,7 @@ left alone, so a second deploy of unchanged specs changes nothing and starts no 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,9 +286,3 @@ def deploy(pachd: str | None, specs_dir: str | Path = "pachyderm", source: str |
     unchanged = len(specs) - sum(r.method == "pps_v2.API/CreatePipeline" for r in requests)
     out(f"deployed: {len(requests)} request(s) sent, {unchanged} pipeline(s) unchanged")
     return requests
-
-
-def iter_messages(requests: list[Request]) -> Iterator[tuple[str, Message]]:
-    """Yield ``(method, message)`` of each request: what an in-process pachd should receive."""
-    for request in requests:
-        yield request.method, request.message

@@ -72,11 +72,6 @@ def _numbers(flat: dict) -> dict:
     return {k: v for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def run_metrics(source, commit, cache: RecordCache | None = None) -> dict:
-    """A run's numeric metrics as {dotted name: number}, from evaluation.json or Report.ipynb's scraps."""
-    return run_results(source, commit, cache)[0]
-
-
 def run_results(source, commit, cache: RecordCache | None = None) -> tuple[dict, dict]:
     """A run's metrics ({dotted name: number}) and their intervals ({dotted name: [low, high]})."""
     files = {f.path: f for f in source.list_files(commit)}

@@ -85,13 +85,6 @@ def fit_temperature(
     return temperature
 
 
-def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Logits scaled by 1 / temperature (softmax of the result gives calibrated probabilities)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return np.asarray(logits, dtype=np.float32) / np.float32(temperature)
-
-
 def calibration_metrics(
     logits: np.ndarray, labels: np.ndarray, temperature: float, n_bins: int = metrics.ECE_BINS
 ) -> dict[str, float]:
