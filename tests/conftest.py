@@ -10,7 +10,12 @@ import pytest
 import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
-SAMPLE = PROJECT.parent / "shared" / "data" / "oxford-pets-sample"
+# The shared data and schemas live beside the repository (../shared), never inside it; $REPROML_SHARED
+# points elsewhere (a worktree or a clone kept in another folder).
+SHARED = Path(os.environ.get("REPROML_SHARED") or PROJECT.parent / "shared")
+SAMPLE = SHARED / "data" / "oxford-pets-sample"
+if os.environ.get("REPROML_SHARED"):  # the engine and `reproml validate` look for ../shared/schemas too
+    os.environ.setdefault("REPROML_SCHEMAS", str(SHARED / "schemas"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

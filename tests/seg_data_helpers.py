@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from conftest import SHARED
 from reproml.seg import oxford
 from reproml.seg.oxford import Entry, format_list
 
 # The real sample lives next to the repository (../shared), never inside it.
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "oxford-pets-sample"
+SAMPLE_DIR = SHARED / "data" / "oxford-pets-sample"
 
 
 def jpeg(width: int, height: int, colour: tuple[int, int, int] = (120, 80, 40)) -> bytes:

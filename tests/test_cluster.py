@@ -9,6 +9,7 @@ import pytest
 import yaml
 from test_cluster_pachd import pachd  # noqa: F401  (the fixture)
 
+from conftest import SHARED
 from reproml.cluster import deploy as cluster
 from reproml.cluster import specs as cluster_specs
 from reproml.errors import InvalidSpec, ReproError
@@ -17,7 +18,7 @@ from reproml.pps.validation import input_repos
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "pachyderm"
-SAMPLE = ROOT.parent / "shared" / "data" / "oxford-pets-sample"
+SAMPLE = SHARED / "data" / "oxford-pets-sample"
 DAG = ["stream", "warehouse", "transform", "train", "tune", "model", "calibrate", "tensorboard", "evaluate",
        "release"]  # the one order (reproml.pps.spec.topological_order): the engine's and a deploy's
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT
+from conftest import PROJECT, SHARED
 from reproml.errors import InvalidSpec
 from reproml.pps.spec import PipelineSpec, load_specs, topological_order, upstream_closure
 
@@ -42,7 +42,7 @@ def test_the_engine_refuses_a_spec_that_validate_rejects(fixture_project, tmp_pa
     from conftest import echo_spec, reproml
     from reproml.cluster import manifests
 
-    schemas = Path(__file__).resolve().parents[1].parent / "shared" / "schemas"
+    schemas = SHARED / "schemas"
     monkeypatch.setenv("REPROML_SCHEMAS", str(os.environ.get("REPROML_SCHEMAS") or schemas))
     spec = echo_spec("copy", {"pfs": {"repo": "raw", "glob": "/*"}}, "--in", "input_dir=raw", parallelism=2)
     project = fixture_project([spec])  # `parallelism` is Pachyderm 1.x; 2.x says parallelismSpec

@@ -11,13 +11,14 @@ import pytest
 import yaml
 from release_helpers import FINGERPRINT, GOOD, deployed_folder, evaluate_output, release_commit
 
+from conftest import SHARED
 from reproml.cluster import manifests
 from reproml.errors import ReproError
 from reproml.pfs import CommitRef, Store
 from reproml.serving import gate, release, seldon
 
 PROJECT = Path(__file__).resolve().parent.parent
-SELDON_SCHEMA = PROJECT.parent / "shared" / "schemas" / "crds" / "machinelearning.seldon.io" / "seldondeployment_v1.json"
+SELDON_SCHEMA = SHARED / "schemas" / "crds" / "machinelearning.seldon.io" / "seldondeployment_v1.json"
 THRESHOLDS = gate.Thresholds(pixel_accuracy=0.8, mean_iou=0.5, pet_iou=0.5, ece=0.1)
 
 

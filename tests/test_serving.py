@@ -19,14 +19,15 @@ import pytest
 from PIL import Image
 from release_helpers import GOOD, release_commit, tiny_model
 
+from conftest import SHARED
 from reproml.pfs import Store
 from reproml.serving import feedback
 from reproml.serving.payload import BadRequest, answer, read_images, read_mask
 from reproml.serving.server import SERVING_VENV, Server
 
 PROJECT = Path(__file__).resolve().parent.parent
-IMAGE = PROJECT.parent / "shared" / "data" / "oxford-pets-sample" / "single" / "american_bulldog_8" / "image.jpg"
-SAMPLE = PROJECT.parent / "shared" / "data" / "oxford-pets-sample"
+IMAGE = SHARED / "data" / "oxford-pets-sample" / "single" / "american_bulldog_8" / "image.jpg"
+SAMPLE = SHARED / "data" / "oxford-pets-sample"
 needs_serving_venv = pytest.mark.skipif(not (SERVING_VENV / "bin" / "seldon-core-microservice").exists(),
                                         reason="no .venv-serving: run `make serving-env`")
 
