@@ -144,6 +144,7 @@ def test_the_newest_report_opens_in_three_clicks(lab):
 
 
 def test_a_link_to_a_commits_report_opens_it_beside_its_folder(lab):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -153,7 +154,17 @@ def test_a_link_to_a_commits_report_opens_it_beside_its_folder(lab):
         WebDriverWait(driver, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-OutputArea-output"))
         WebDriverWait(driver, 30).until(lambda d: d.title.startswith("Report.ipynb"))
         # The file browser (hidden while another panel is open: textContent, not text) shows the commit's folder.
-        crumbs = driver.find_element(By.CSS_SELECTOR, ".jp-BreadCrumbs").get_attribute("textContent")
-        assert f"{DRIVE}:evaluate" in crumbs and "master" in crumbs, crumbs
-        listed = [e.get_attribute("textContent") for e in driver.find_elements(By.CSS_SELECTOR, ".jp-DirListing-itemText")]
-        assert "Report.ipynb" in listed and "evaluation.json" in listed, listed
+        # JupyterLab moves the browser to the folder after the document opens, so wait for it, then check.
+        def crumbs():
+            return driver.find_element(By.CSS_SELECTOR, ".jp-BreadCrumbs").get_attribute("textContent")
+
+        def listed():
+            return [e.get_attribute("textContent") for e in driver.find_elements(By.CSS_SELECTOR, ".jp-DirListing-itemText")]
+
+        try:
+            WebDriverWait(driver, 30).until(lambda d: f"{DRIVE}:evaluate" in crumbs() and "Report.ipynb" in listed())
+        except TimeoutException:
+            pass  # the assertions below say what was shown instead
+        assert f"{DRIVE}:evaluate" in crumbs() and "master" in crumbs(), crumbs()
+        names = listed()
+        assert "Report.ipynb" in names and "evaluation.json" in names, names
