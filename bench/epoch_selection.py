@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, data: Path) -> None:
     training.compile_model(model, 1e-3)
     kept: list[list[np.ndarray]] = []
     keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kept.append(model.get_weights()))
-    train = dataset.make_dataset(dataset.split_dir(data, "training"), 16, shuffle=True, augment=True, seed=args.seed)
+    train = dataset.make_dataset(dataset.split_dir(data, "training"), 16, shuffle=True, augment="flip", seed=args.seed)
     val = dataset.make_dataset(dataset.split_dir(data, "validation"), 16)
     with tempfile.TemporaryDirectory() as out:
         result = training.fit(model, train, val, epochs=args.epochs, output_dir=out, n_train_images=sizes["training"],

@@ -52,7 +52,7 @@ def main() -> None:
     n_images = dataset.count_samples(train_dir)
     images, masks, _ = dataset.load_arrays(train_dir)
     arrays = {"x": images, "y": masks[..., None], "batch_size": args.batch_size, "shuffle": True}
-    pipeline = {"x": dataset.make_dataset(train_dir, args.batch_size, shuffle=True, augment=True, seed=0)}
+    pipeline = {"x": dataset.make_dataset(train_dir, args.batch_size, shuffle=True, augment="flip", seed=0)}
     in_memory = throughput(arrays, n_images, args.img_size, args.epochs, args.batch_size)
     with_pipeline = throughput(pipeline, n_images, args.img_size, args.epochs, args.batch_size)
     print(f"training split: {n_images} images of {args.img_size}x{args.img_size}, batch {args.batch_size}")

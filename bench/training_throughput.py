@@ -83,7 +83,7 @@ def stage(args, data: Path, n_images: int) -> tuple[float, float]:
     model = _model(args)
     training.compile_model(model, 1e-3)
     train_ds = dataset.make_dataset(dataset.split_dir(data, "training"), args.batch_size, shuffle=True,
-                                    augment=True, seed=0)
+                                    augment="flip", seed=0)
     val_ds = dataset.make_dataset(dataset.split_dir(data, "validation"), args.batch_size)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:

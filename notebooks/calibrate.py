@@ -37,12 +37,16 @@ n_bins: int = 15  # equal-width confidence bins of the expected calibration erro
 t_min: float = 0.05  # smallest temperature searched
 t_max: float = 20.0  # largest temperature searched
 batch_size: int = 16  # images per prediction batch
+tta: bool = False  # predict with horizontal-flip test-time augmentation; evaluate and serving follow (see below)
 output_dir: str = ""  # where the outputs go (required)
 
 # %% [markdown]
 # ## Predictions on the calibration split
 #
-# The logits of every pixel, before any softmax: temperature scaling divides them by T.
+# The logits of every pixel, before any softmax: temperature scaling divides them by T. With `tta`
+# they are the mean of the image's and its mirror image's logits; the temperature is fitted on what
+# will be served, so `tta` is recorded in `calibration.json`, and evaluate and the model server predict
+# the same way.
 
 # %%
 notebook.require(data_dir=data_dir, model_path=model_path, output_dir=output_dir)
@@ -50,8 +54,9 @@ out = notebook.output_folder(output_dir)
 model = inference.load_model(model_path)
 fingerprint = training.weights_fingerprint(model)
 images, labels, ids = dataset.load_arrays(data_dir)
-logits = inference.predict_logits(model, images, batch_size)
-print(f"{len(ids)} calibration images of {images.shape[1]}x{images.shape[2]}; model weights {fingerprint}")
+logits = inference.predict_logits(model, images, batch_size, tta=tta)
+print(f"{len(ids)} calibration images of {images.shape[1]}x{images.shape[2]}; model weights {fingerprint}; "
+      f"test-time augmentation {'on' if tta else 'off'}")
 
 # %% [markdown]
 # ## Temperature scaling
@@ -92,6 +97,7 @@ plt.show()
 # %%
 record = {
     "temperature": temperature,
+    "tta": tta,
     **scores,
     "n_bins": n_bins,
     "n_samples": len(ids),

@@ -49,8 +49,8 @@ output_dir: str = ""  # where the outputs go (required)
 
 # %% [markdown]
 # The model and its temperature come from calibrate's output (the weights must be the ones the
-# temperature was fitted for); every test image is predicted once, and everything below reads from
-# these predictions.
+# temperature was fitted for, with or without test-time augmentation as calibrate chose); every test
+# image is predicted once, and everything below reads from these predictions.
 
 # %%
 notebook.require(data_dir=data_dir, model_dir=model_dir, output_dir=output_dir)
@@ -65,8 +65,9 @@ if fingerprint != calibrated["weights_fingerprint"]:
         f"{calibrated['weights_fingerprint']}; rerun calibrate on this model"
     )
 temperature = float(calibrated["temperature"])
+tta = bool(calibrated.get("tta", False))  # predict as the temperature was fitted (and as the server will)
 images, labels, ids = dataset.load_arrays(data_dir)
-logits = inference.predict_logits(model, images, batch_size)
+logits = inference.predict_logits(model, images, batch_size, tta=tta)
 predictions = logits.argmax(axis=-1)
 evaluation = inference.evaluation_record(
     calibrate_commit=model_commit,
@@ -74,6 +75,7 @@ evaluation = inference.evaluation_record(
     transform_commit=data_commit,
     weights_fingerprint=fingerprint,
     temperature=temperature,
+    tta=tta,
     sample_ids=ids,
     img_size=images.shape[1],
     logits=logits,
@@ -203,6 +205,7 @@ for name, value in headline.items():
 for name, interval in ci95.items():
     scraps.glue(name, [report.finite_or_none(bound) for bound in interval])
 scraps.glue("temperature", temperature)
+scraps.glue("tta", tta)
 scraps.glue("n_test_samples", len(ids))
 scraps.glue("model_commit", model_commit)
 scraps.glue("data_commit", data_commit)

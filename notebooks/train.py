@@ -32,6 +32,7 @@ from typing import Optional  # papermill reads Optional[int], not int | None
 import matplotlib.pyplot as plt
 
 from reproml.seg import dataset, report, training
+from reproml.seg.recipe import Recipe
 from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
@@ -45,7 +46,11 @@ base_filters: Optional[int] = None  # filters of the U-Net's first level, double
 depth: Optional[int] = None  # down-sampling steps; img_size must be divisible by 2**depth (None: hp_file, else 4)
 dropout: Optional[float] = None  # dropout rate at the bottleneck (None: from hp_file, else 0.1)
 batch_norm: bool = True  # batch normalisation after every convolution
-augment: bool = True  # random horizontal flips (image and mask together) and brightness jitter
+augment: str = "flip"  # "none", "flip" (flips, brightness) or "strong" (+ zoom, rotation, colour); see Recipe
+loss: str = "ce"  # "ce", "ce_dice" (cross-entropy + soft Dice) or "weighted_ce" (class weights); see Recipe
+weight_decay: float = 0.0  # 0: Adam; more: AdamW with this decoupled weight decay
+lr_schedule: str = "constant"  # "constant" or "warmup_cosine" (warm-up, then cosine decay over all epochs)
+warmup_epochs: int = 1  # epochs of linear warm-up in "warmup_cosine"
 encoder: str = "scratch"  # "scratch" (plain U-Net) or "mobilenetv2"
 imagenet_weights: bool = False  # mobilenetv2 only: start from ImageNet weights (downloads them: needs internet)
 seed: int = 42  # seeds weights, data order and augmentation
@@ -70,10 +75,13 @@ hp, hp_origin = training.resolve_hp(
      "dropout": dropout},
     hp_file,
 )
+recipe = Recipe(augment=augment, loss=loss, weight_decay=weight_decay, schedule=lr_schedule,
+                warmup_epochs=warmup_epochs)
 training.set_determinism(seed, deterministic)
 device = training.configure_device(mixed_precision)
 for key, value in hp.items():
     print(f"{key:14s} {value!s:10s} from {hp_origin[key]}")
+print("recipe:", recipe)
 print("device:", device)
 
 # %% [markdown]
@@ -117,7 +125,7 @@ model, result = training.train_model(
     epochs=epochs,
     output_dir=out,
     seed=seed,
-    augment=augment,
+    recipe=recipe,
     batch_norm=batch_norm,
     encoder=encoder,
     weights="imagenet" if imagenet_weights else None,
@@ -154,6 +162,7 @@ best = {name: values[result.best_epoch - 1] for name, values in result.history.i
 final = {name: values[-1] for name, values in result.history.items()}
 scraps.glue("hyperparameters", hp)
 scraps.glue("hyperparameter_origin", hp_origin)
+scraps.glue("recipe", recipe.to_json())
 scraps.glue("data_commit", data_commit)
 scraps.glue("epochs", result.epochs)
 scraps.glue("best_epoch", result.best_epoch)

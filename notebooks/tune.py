@@ -26,6 +26,7 @@ import json
 import matplotlib.pyplot as plt
 
 from reproml.seg import report, training, tuning
+from reproml.seg.recipe import Recipe
 from reproml.stage import notebook, scraps
 
 # %% tags=["parameters"]
@@ -41,6 +42,9 @@ base_filters_choices: str = "8,16,32"  # comma-separated choices of the first le
 depth_choices: str = "2,3,4"  # comma-separated choices of down-sampling steps
 batch_size_choices: str = "8,16"  # comma-separated choices of the batch size
 dropout_max: float = 0.5  # dropout is searched from 0 to this, in steps of 0.1
+augment: str = "flip"  # the training recipe's augmentation, loss and weight decay, as the model will be
+loss: str = "ce"  # trained (see train); trials train at a constant learning rate: a schedule over
+weight_decay: float = 0.0  # "the run" has no fixed length in Hyperband
 seed: int = 42  # seeds the search, the weights and the data order
 deterministic: bool = True  # TensorFlow op determinism, so the same seed scores trials identically
 mixed_precision: bool = False  # bfloat16 compute on a CPU, float16 on a GPU, as in train (float32 weights)
@@ -80,6 +84,7 @@ result = tuning.search(
     factor=factor,
     hyperband_iterations=hyperband_iterations,
     seed=seed,
+    recipe=Recipe(augment=augment, loss=loss, weight_decay=weight_decay),
 )
 print(f"{len(result.trials)} trials; best validation loss {result.best_score:.4f} with {result.best_hp}")
 

@@ -115,7 +115,7 @@ def test_flip_keeps_image_and_mask_aligned(tmp_path: Path) -> None:
     assert set(np.unique(plain_masks)) == {0, 1, 2}  # trimap 1, 2, 3 became class ids 0, 1, 2
     np.testing.assert_allclose(plain_images[..., 0], (plain_masks + 1) * 51 / 255, atol=1e-6)
 
-    augmented = dataset.make_dataset(tmp_path, 4, augment=True, seed=3)
+    augmented = dataset.make_dataset(tmp_path, 4, augment="flip", seed=3)
     flipped = 0
     for _ in range(2):  # two epochs: flips are re-drawn per epoch
         images, masks = _epoch(augmented)
@@ -133,8 +133,8 @@ def test_flip_keeps_image_and_mask_aligned(tmp_path: Path) -> None:
 
 def test_pipeline_is_deterministic_for_a_seed_and_shuffles_per_epoch(tmp_path: Path) -> None:
     _coded_split(tmp_path)
-    first = dataset.make_dataset(tmp_path, 2, shuffle=True, augment=True, seed=7)
-    second = dataset.make_dataset(tmp_path, 2, shuffle=True, augment=True, seed=7)
+    first = dataset.make_dataset(tmp_path, 2, shuffle=True, augment="flip", seed=7)
+    second = dataset.make_dataset(tmp_path, 2, shuffle=True, augment="flip", seed=7)
     epoch1, epoch2 = _epoch(first), _epoch(first)
     np.testing.assert_array_equal(epoch1[0], _epoch(second)[0])
     assert not np.array_equal(epoch1[0], epoch2[0])
@@ -198,7 +198,7 @@ def test_fit_keeps_the_weights_of_the_best_epoch(tmp_path: Path, select_by: str)
     record = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: per_epoch.append(training.weights_fingerprint(model))
     )
-    train = dataset.make_dataset(dataset.split_dir(root, "training"), 4, shuffle=True, augment=True, seed=3)
+    train = dataset.make_dataset(dataset.split_dir(root, "training"), 4, shuffle=True, augment="flip", seed=3)
     val = dataset.make_dataset(dataset.split_dir(root, "validation"), 4)
     result = training.fit(model, train, val, epochs=4, output_dir=tmp_path / "out", n_train_images=8, verbose=0,
                           extra_callbacks=[record])

@@ -125,7 +125,7 @@ def _decode(image_path: tf.Tensor, mask_path: tf.Tensor) -> tuple[tf.Tensor, tf.
     return image, mask
 
 
-def _augment(seed: tf.Tensor, image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _flip_and_brightness(seed: tf.Tensor, image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     # Image and mask are flipped as one tensor, so they cannot end up misaligned.
     stacked = tf.concat([image, tf.cast(mask, image.dtype)], axis=-1)
     stacked = tf.image.stateless_random_flip_left_right(stacked, seed=seed[0])
@@ -135,12 +135,55 @@ def _augment(seed: tf.Tensor, image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Ten
     return tf.clip_by_value(image, 0.0, 1.0), mask
 
 
+# "strong": zoom into a square of 75-100 % of the side (56-100 % of the area), rotate up to 10 degrees.
+MIN_ZOOM_SIDE, MAX_ROTATION_DEG = 0.75, 10.0
+
+
+def _zoom_and_rotate(seed: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """A projective transform (output pixel -> input pixel) for a random zoom, rotation and shift."""
+    u = tf.random.stateless_uniform((4,), seed=seed)
+    side = MIN_ZOOM_SIDE + (1.0 - MIN_ZOOM_SIDE) * u[0]
+    angle = (2.0 * u[1] - 1.0) * MAX_ROTATION_DEG * np.pi / 180.0
+    centre_y, centre_x = tf.unstack(tf.cast(size, tf.float32) / 2.0)
+    shift_x = (2.0 * u[2] - 1.0) * (1.0 - side) * centre_x
+    shift_y = (2.0 * u[3] - 1.0) * (1.0 - side) * centre_y
+    cos, sin = side * tf.cos(angle), side * tf.sin(angle)
+    return tf.stack([
+        cos, -sin, centre_x - cos * centre_x + sin * centre_y + shift_x,
+        sin, cos, centre_y - sin * centre_x - cos * centre_y + shift_y,
+        0.0, 0.0,
+    ])[tf.newaxis]
+
+
+def _strong(seed: tf.Tensor, image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    image, mask = _flip_and_brightness(seed[:2], image, mask)
+    size = tf.shape(image)[:2]
+    transform = _zoom_and_rotate(seed[2], size)
+    # The same transform for both; bilinear for the image, nearest for the trimap (no blended labels);
+    # reflected edges, so rotated corners hold plausible pixels and labels rather than a fill colour.
+    def warp(x, interpolation):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x[tf.newaxis], transforms=transform, output_shape=size, fill_value=0.0,
+            interpolation=interpolation, fill_mode="REFLECT",
+        )[0]
+
+    image = warp(image, "BILINEAR")
+    mask = warp(mask, "NEAREST")
+    image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seed=seed[3])
+    image = tf.image.stateless_random_saturation(image, 0.8, 1.2, seed=seed[4])
+    image = tf.image.stateless_random_hue(image, 0.02, seed=seed[5])
+    return tf.clip_by_value(image, 0.0, 1.0), mask
+
+
+AUGMENTATIONS = {"flip": (_flip_and_brightness, 2), "strong": (_strong, 6)}  # function, seed pairs it takes
+
+
 def make_dataset(
     folder: str | Path,
     batch_size: int,
     *,
     shuffle: bool = False,
-    augment: bool = False,
+    augment: str = "none",
     seed: int = 42,
     cache: bool = True,
     limit: int | None = None,
@@ -155,7 +198,9 @@ def make_dataset(
         folder: A split folder.
         batch_size: Images per batch.
         shuffle: Reshuffle every epoch (training).
-        augment: Random horizontal flip (image and mask together) and brightness jitter.
+        augment: "none"; "flip" (horizontal flip of image and mask together, brightness jitter); or
+            "strong" (that, plus a random zoom, rotation and shift, and contrast, saturation and hue
+            jitter); see `reproml.seg.recipe`.
         seed: Seed of the shuffle and the augmentation.
         cache: Keep decoded samples in memory after the first epoch.
         limit: Use at most this many samples (the first in id order); None uses all.
@@ -175,14 +220,27 @@ def make_dataset(
     ds = ds.map(lambda image, mask: (tf.cast(image, tf.float32) / 255.0, mask), num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
         ds = ds.shuffle(len(samples), seed=seed, reshuffle_each_iteration=True)
-    if augment:
-        # One int64 pair per sample, re-drawn each epoch from `seed`: stateless ops need explicit seeds.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
-        seeds = seeds.map(lambda s: tf.reshape(s, (2, 2)))
+    if augment != "none":
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of none, {', '.join(AUGMENTATIONS)}; got {augment!r}")
+        function, pairs = AUGMENTATIONS[augment]
+        # int64 seed pairs per sample, re-drawn each epoch from `seed`: stateless ops need explicit seeds.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2 * pairs)
+        seeds = seeds.map(lambda s: tf.reshape(s, (pairs, 2)))
         ds = tf.data.Dataset.zip((seeds, ds)).map(
-            lambda s, pair: _augment(s, *pair), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            lambda s, pair: function(s, *pair), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def class_pixel_counts(folder: str | Path, limit: int | None = None) -> np.ndarray:
+    """Pixels of each class over a split's masks (what class-weighted losses weigh against)."""
+    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    for sample in list_samples(folder)[:limit]:
+        with Image.open(sample / "mask.png") as mask:
+            ids = trimap_to_class_ids(np.asarray(mask), where=str(sample / "mask.png"))
+        counts += np.bincount(ids.ravel(), minlength=NUM_CLASSES)
+    return counts
 
 
 def count_samples(folder: str | Path) -> int:

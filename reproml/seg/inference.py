@@ -27,11 +27,19 @@ def load_model(path: str | Path) -> keras.Model:
     return keras.models.load_model(path, compile=False)
 
 
-def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Logits (N, H, W, C) as float32 for float32 images (N, H, W, 3) in [0, 1]."""
+def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:
+    """Logits (N, H, W, C) as float32 for float32 images (N, H, W, 3) in [0, 1].
+
+    With tta (test-time augmentation) the logits are the mean of the image's and of its mirror image's,
+    mirrored back: pets are left-right symmetric in the data, so both views are equally valid guesses.
+    """
     if len(images) == 0:
         raise ValueError("no images to predict")
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+    logits = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+    if tta:
+        mirrored = model.predict(np.ascontiguousarray(images[:, :, ::-1]), batch_size=batch_size, verbose=0)
+        logits = (logits + np.asarray(mirrored, dtype=np.float32)[:, :, ::-1]) / 2
+    return logits
 
 
 def worst_samples(per_sample_iou: np.ndarray, n: int) -> np.ndarray:
@@ -46,6 +54,7 @@ def evaluation_record(
     transform_commit: str,
     weights_fingerprint: str,
     temperature: float,
+    tta: bool = False,
     sample_ids: list[str],
     img_size: int,
     logits: np.ndarray,
@@ -73,6 +82,7 @@ def evaluation_record(
         transform_commit: Commit of transform's output (the test data).
         weights_fingerprint: sha256 over the model's weights.
         temperature: Calibration temperature.
+        tta: Whether the logits are test-time augmented (calibration.json says; recorded for provenance).
         sample_ids: Ids of the test samples, in the order of logits.
         img_size: Image side in pixels.
         logits: (N, H, W, C) logits.
@@ -94,6 +104,7 @@ def evaluation_record(
         "transform_commit": transform_commit or None,
         "weights_fingerprint": weights_fingerprint,
         "temperature": temperature,
+        "tta": tta,
         "split": "test",
         "n_samples": len(sample_ids),
         "img_size": img_size,

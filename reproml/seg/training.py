@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from reproml.seg import dataset
+from reproml.seg.recipe import DEFAULT_RECIPE, Recipe, make_loss, make_optimizer, steps_per_epoch
 from reproml.seg.unet import build_unet
 
 # The hyper-parameters tune searches and optimal_hp.json may set, with their JSON types.
@@ -172,12 +173,28 @@ def weights_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """Adam, sparse cross-entropy on logits, pixel accuracy and mean IoU."""
+def compile_model(
+    model: keras.Model,
+    learning_rate: float,
+    recipe: Recipe = DEFAULT_RECIPE,
+    *,
+    steps_per_epoch: int = 1,
+    epochs: int = 1,
+    class_counts: np.ndarray | None = None,
+) -> None:
+    """The recipe's optimiser and loss (see `reproml.seg.recipe`), pixel accuracy and mean IoU.
+
+    Args:
+        model: The model to compile.
+        learning_rate: The peak learning rate.
+        recipe: The training recipe.
+        steps_per_epoch, epochs: Length of the run, for a learning-rate schedule.
+        class_counts: Training pixels per class, for the "weighted_ce" loss.
+    """
     num_classes = model.output_shape[-1]
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=make_optimizer(recipe, learning_rate, steps_per_epoch, epochs),
+        loss=make_loss(recipe, class_counts),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.MeanIoU(num_classes, sparse_y_pred=False, name="mean_iou"),
@@ -290,12 +307,13 @@ def train_model(
     epochs: int,
     output_dir: str | Path,
     seed: int = 42,
-    augment: bool = True,
+    recipe: Recipe = DEFAULT_RECIPE,
     batch_norm: bool = True,
     encoder: str = "scratch",
     weights: str | None = None,
     limit: int | None = None,
     select_by: str = "val_loss",
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] | list = (),
 ) -> tuple[keras.Model, FitResult]:
     """Build, compile and fit a U-Net on transform's training split, validating on its validation split.
 
@@ -305,12 +323,13 @@ def train_model(
         epochs: Number of epochs.
         output_dir: Where logs/ and checkpoints/ go.
         seed: Seed of shuffling and augmentation (weights are seeded by set_determinism).
-        augment: Flip and brightness augmentation of the training split.
+        recipe: Augmentation, loss, weight decay and learning-rate schedule (`reproml.seg.recipe`).
         batch_norm: Batch normalisation in the U-Net.
         encoder: "scratch" or "mobilenetv2".
         weights: None or "imagenet" (mobilenetv2 only).
         limit: Use at most this many samples per split (tests, quick looks).
         select_by: Which epoch is kept: one of SELECT_BY.
+        extra_callbacks: More Keras callbacks for the fit (benchmarks keep other epochs' weights).
 
     Returns:
         The trained model (best validation epoch) and its FitResult.
@@ -321,7 +340,7 @@ def train_model(
         raise HyperParameterError(f"missing hyper-parameters {missing}; need {_accepted()}")
     train_dir, val_dir = dataset.split_dir(data_dir, "training"), dataset.split_dir(data_dir, "validation")
     train_ds = dataset.make_dataset(
-        train_dir, hp["batch_size"], shuffle=True, augment=augment, seed=seed, limit=limit
+        train_dir, hp["batch_size"], shuffle=True, augment=recipe.augment, seed=seed, limit=limit
     )
     val_ds = dataset.make_dataset(val_dir, hp["batch_size"], limit=limit)
     model = build_unet(
@@ -333,8 +352,11 @@ def train_model(
         encoder=encoder,
         weights=weights,
     )
-    compile_model(model, hp["learning_rate"])
     n_train = min(dataset.count_samples(train_dir), limit or np.inf)
+    compile_model(
+        model, hp["learning_rate"], recipe, steps_per_epoch=steps_per_epoch(int(n_train), hp["batch_size"]),
+        epochs=epochs, class_counts=dataset.class_pixel_counts(train_dir, limit) if recipe.loss == "weighted_ce" else None,
+    )
     result = fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir, n_train_images=int(n_train),
-                 select_by=select_by)
+                 select_by=select_by, extra_callbacks=extra_callbacks)
     return model, result

@@ -13,13 +13,14 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 
 from reproml.seg import dataset, training
+from reproml.seg.recipe import DEFAULT_RECIPE, Recipe
 from reproml.seg.unet import build_unet
 
 OBJECTIVE = "val_loss"
@@ -63,14 +64,18 @@ class SearchSpace:
 class UNetHyperModel(kt.HyperModel):
     """Builds a U-Net per trial and fits it on datasets batched with the trial's batch size."""
 
-    def __init__(self, data_dir: str | Path, space: SearchSpace, seed: int, augment: bool = True,
+    def __init__(self, data_dir: str | Path, space: SearchSpace, seed: int, recipe: Recipe = DEFAULT_RECIPE,
                  limit: int | None = None) -> None:
         super().__init__(name="unet")
         self.train_dir = dataset.split_dir(data_dir, "training")
         self.val_dir = dataset.split_dir(data_dir, "validation")
         self.img_size = dataset.image_size(self.train_dir)
         self.space = space.checked(self.img_size)
-        self.seed, self.augment, self.limit = seed, augment, limit
+        # Trials train for different numbers of epochs, so a schedule over "the run" has no length here:
+        # tune scores the recipe's loss, augmentation and weight decay at a constant learning rate.
+        self.recipe = replace(recipe, schedule="constant")
+        self.class_counts = dataset.class_pixel_counts(self.train_dir, limit) if recipe.loss == "weighted_ce" else None
+        self.seed, self.limit = seed, limit
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """A compiled U-Net for the trial's hyper-parameters, initialised from the search seed."""
@@ -83,14 +88,14 @@ class UNetHyperModel(kt.HyperModel):
         # Rounded steps of 0.1 (a float range with a step gives values like 0.30000000000000004).
         dropout = hp.Choice("dropout", [round(0.1 * k, 1) for k in range(int(space.dropout_max * 10 + 1e-9) + 1)])
         model = build_unet(self.img_size, depth=depth, base_filters=base_filters, dropout=dropout)
-        training.compile_model(model, learning_rate)
+        training.compile_model(model, learning_rate, self.recipe, class_counts=self.class_counts)
         return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs) -> keras.callbacks.History:
         """Fit on the training split batched by the trial's batch_size, validating on the validation split."""
         batch_size = hp.get("batch_size")
         train_ds = dataset.make_dataset(
-            self.train_dir, batch_size, shuffle=True, augment=self.augment, seed=self.seed, limit=self.limit
+            self.train_dir, batch_size, shuffle=True, augment=self.recipe.augment, seed=self.seed, limit=self.limit
         )
         val_ds = dataset.make_dataset(self.val_dir, batch_size, limit=self.limit)
         kwargs.pop("validation_data", None)
@@ -151,6 +156,7 @@ def search(
     factor: int = 3,
     hyperband_iterations: int = 1,
     seed: int = 42,
+    recipe: Recipe = DEFAULT_RECIPE,
     work_dir: str | Path | None = None,
     limit: int | None = None,
     verbose: int = 0,
@@ -166,6 +172,7 @@ def search(
         factor: Hyperband's reduction factor (3 keeps the best third each round).
         hyperband_iterations: Times the whole Hyperband schedule is run.
         seed: Seed of the sampling, the weights and the data order.
+        recipe: The training recipe trials use (at a constant learning rate).
         work_dir: Where keras-tuner keeps its trial files (default: a temporary folder, removed after).
         limit: Use at most this many samples per split.
         verbose: Keras verbosity inside trials.
@@ -179,7 +186,7 @@ def search(
             f"need max_epochs >= 1, factor >= 2, hyperband_iterations >= 1, max_trials >= 0; got "
             f"{max_epochs}, {factor}, {hyperband_iterations}, {max_trials}"
         )
-    hypermodel = UNetHyperModel(data_dir, space, seed, limit=limit)
+    hypermodel = UNetHyperModel(data_dir, space, seed, recipe, limit=limit)
     with tempfile.TemporaryDirectory(prefix="reproml-tune-") as scratch:
         tuner = ReportingHyperband(
             hypermodel,

@@ -107,11 +107,17 @@ class SegmentationModel:
         if height is None or width is None:
             raise ValueError(f"the model in {folder} has no fixed input size ({model.inputs[0].shape})")
         temperature = tf.constant(float(calibration["temperature"]), tf.float32)
+        # Predict as calibrate fitted the temperature and evaluate scored the model: with or without the
+        # mirror image's logits averaged in (test-time augmentation).
+        tta = bool(calibration.get("tta", False))
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
         def infer(images):
             pixels = tf.image.resize(tf.cast(images, tf.float32) / 255.0, (height, width), antialias=True)
             logits = model(pixels, training=False)
+            if tta:
+                mirrored = model(tf.reverse(pixels, axis=[2]), training=False)
+                logits = (logits + tf.reverse(mirrored, axis=[2])) / 2
             # Temperature scaling changes the probabilities, never their argmax: the mask uses the logits.
             return tf.argmax(logits, axis=-1, output_type=tf.int32), tf.nn.softmax(logits / temperature, axis=-1)
 
@@ -121,6 +127,7 @@ class SegmentationModel:
         self._tags = {"release_commit": self.release_commit or str(release.get("release_commit", "")),
                       **{key: str(value) for key, value in provenance.items()},
                       "temperature": str(float(calibration["temperature"])),
+                      "tta": str(tta).lower(),
                       "model_input": f"{height}x{width}"}
         for shape in ((1, height, width, 3), (1, 2 * height, 3 * width, 3)):  # trace once, run twice
             self._run(np.zeros(shape, np.uint8))
