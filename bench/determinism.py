@@ -24,10 +24,11 @@ def train_once(data: Path, deterministic: bool, epochs: int) -> dict:
     import keras
 
     from reproml.seg import dataset, training, unet
+    from reproml.seg.recipe import Recipe
 
     training.set_determinism(0, deterministic)
     model = unet.build_unet(dataset.image_size(data / "training"), depth=3, base_filters=16, dropout=0.1)
-    training.compile_model(model, 1e-3)
+    training.compile_model(model, 1e-3, Recipe(augment="flip", schedule="constant"))
     train = dataset.make_dataset(data / "training", 16, shuffle=True, augment="flip", seed=0)
     seconds = []
 

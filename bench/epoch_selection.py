@@ -21,6 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reproml.seg import dataset, metrics, splits, training, warehouse  # noqa: E402
+from reproml.seg.recipe import Recipe  # noqa: E402
 from reproml.seg.unet import build_unet  # noqa: E402
 
 DATA = Path("/work/shared/data")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace, data: Path) -> None:
     sizes = {split: dataset.count_samples(dataset.split_dir(data, split)) for split in ("training", "validation", "test")}
     training.set_determinism(args.seed, True)
     model = build_unet(args.img_size, depth=3, base_filters=16, dropout=0.1)
-    training.compile_model(model, 1e-3)
+    training.compile_model(model, 1e-3, Recipe(augment="flip", schedule="constant"))
     kept: list[list[np.ndarray]] = []
     keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kept.append(model.get_weights()))
     train = dataset.make_dataset(dataset.split_dir(data, "training"), 16, shuffle=True, augment="flip", seed=args.seed)

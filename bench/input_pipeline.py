@@ -20,6 +20,7 @@ import keras  # noqa: E402
 from training_data import make_transform_dir  # noqa: E402
 
 from reproml.seg import dataset, training, unet  # noqa: E402
+from reproml.seg.recipe import Recipe  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -33,7 +34,7 @@ class EpochTimer(keras.callbacks.Callback):
 def throughput(fit_args: dict, n_images: int, img_size: int, epochs: int, batch_size: int) -> float:
     training.set_determinism(0, False)
     model = unet.build_unet(img_size, depth=3, base_filters=16, dropout=0.0)
-    training.compile_model(model, 1e-3)
+    training.compile_model(model, 1e-3, Recipe(augment="flip", schedule="constant"))
     timer = EpochTimer()
     model.fit(**fit_args, epochs=epochs, callbacks=[timer], verbose=0)
     steady = timer.seconds[1:]

@@ -37,6 +37,7 @@ import tensorflow as tf  # noqa: E402
 from training_data import make_transform_dir  # noqa: E402
 
 from reproml.seg import dataset, training, unet  # noqa: E402
+from reproml.seg.recipe import Recipe  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -69,7 +70,7 @@ def bare(args, arrays, val, n_images: int, metrics: bool = False, callbacks=()) 
     """img/s of model.fit on in-memory arrays with the loss only (plus the stage's metrics if asked)."""
     model = _model(args)
     if metrics:
-        training.compile_model(model, 1e-3)
+        training.compile_model(model, 1e-3, Recipe(augment="flip", schedule="constant"))
     else:
         model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     timer = EpochTimer()
@@ -81,7 +82,7 @@ def bare(args, arrays, val, n_images: int, metrics: bool = False, callbacks=()) 
 def stage(args, data: Path, n_images: int) -> tuple[float, float]:
     """(img/s including validation, the stage's own training-only img/s) of training.fit as the notebook runs it."""
     model = _model(args)
-    training.compile_model(model, 1e-3)
+    training.compile_model(model, 1e-3, Recipe(augment="flip", schedule="constant"))
     train_ds = dataset.make_dataset(dataset.split_dir(data, "training"), args.batch_size, shuffle=True,
                                     augment="flip", seed=0)
     val_ds = dataset.make_dataset(dataset.split_dir(data, "validation"), args.batch_size)

@@ -106,13 +106,13 @@ def test_the_schedule_warms_up_then_decays_to_a_hundredth():
     assert np.isclose(rates[0], 1e-4) and rates[0] < rates[1] < rates[2]
     assert np.isclose(rates[2], 1e-3) and rates[2] > rates[3] > rates[4]
     assert np.isclose(rates[4], 1e-5, rtol=1e-3)
-    assert recipe.learning_rate(Recipe(), 1e-3, 10, 10) == 1e-3
+    assert recipe.learning_rate(Recipe(schedule="constant"), 1e-3, 10, 10) == 1e-3
 
 
 def test_weight_decay_switches_to_adamw():
     import keras
 
-    assert type(recipe.make_optimizer(Recipe(), 1e-3)) is keras.optimizers.Adam
+    assert type(recipe.make_optimizer(Recipe(schedule="constant"), 1e-3)) is keras.optimizers.Adam
     adamw = recipe.make_optimizer(Recipe(weight_decay=0.05), 1e-3)
     assert isinstance(adamw, keras.optimizers.AdamW) and np.isclose(adamw.weight_decay, 0.05)
 

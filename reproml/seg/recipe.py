@@ -33,10 +33,10 @@ SCHEDULES: tuple[str, ...] = ("constant", "warmup_cosine")
 class Recipe:
     """The training recipe; the defaults are what bench/recipe_ablation.py measured best (see train.py)."""
 
-    augment: str = "flip"
+    augment: str = "strong"
     loss: str = "ce"
     weight_decay: float = 0.0
-    schedule: str = "constant"
+    schedule: str = "warmup_cosine"
     warmup_epochs: int = 1
 
     def __post_init__(self) -> None:

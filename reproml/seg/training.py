@@ -178,8 +178,8 @@ def compile_model(
     learning_rate: float,
     recipe: Recipe = DEFAULT_RECIPE,
     *,
-    steps_per_epoch: int = 1,
-    epochs: int = 1,
+    steps_per_epoch: int | None = None,
+    epochs: int | None = None,
     class_counts: np.ndarray | None = None,
 ) -> None:
     """The recipe's optimiser and loss (see `reproml.seg.recipe`), pixel accuracy and mean IoU.
@@ -188,12 +188,14 @@ def compile_model(
         model: The model to compile.
         learning_rate: The peak learning rate.
         recipe: The training recipe.
-        steps_per_epoch, epochs: Length of the run, for a learning-rate schedule.
+        steps_per_epoch, epochs: Length of the run; needed by a learning-rate schedule.
         class_counts: Training pixels per class, for the "weighted_ce" loss.
     """
+    if recipe.schedule != "constant" and (steps_per_epoch is None or epochs is None):
+        raise ValueError(f"the {recipe.schedule!r} schedule spans the run: give steps_per_epoch and epochs")
     num_classes = model.output_shape[-1]
     model.compile(
-        optimizer=make_optimizer(recipe, learning_rate, steps_per_epoch, epochs),
+        optimizer=make_optimizer(recipe, learning_rate, steps_per_epoch or 1, epochs or 1),
         loss=make_loss(recipe, class_counts),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -312,7 +314,7 @@ def train_model(
     encoder: str = "scratch",
     weights: str | None = None,
     limit: int | None = None,
-    select_by: str = "val_loss",
+    select_by: str = "val_mean_iou",
     extra_callbacks: tuple[keras.callbacks.Callback, ...] | list = (),
 ) -> tuple[keras.Model, FitResult]:
     """Build, compile and fit a U-Net on transform's training split, validating on its validation split.
