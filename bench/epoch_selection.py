@@ -24,7 +24,7 @@ from reproml.seg import dataset, metrics, splits, training, warehouse  # noqa: E
 from reproml.seg.recipe import Recipe  # noqa: E402
 from reproml.seg.unet import build_unet  # noqa: E402
 
-DATA = Path("/work/shared/data")
+DATA = Path(os.environ.get("REPROML_SHARED", ROOT.parent / "shared")) / "data"
 
 
 def transform_dir(sources: list[Path], img_size: int, root: Path) -> Path:
