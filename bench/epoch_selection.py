@@ -19,32 +19,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from training_data import REAL_SOURCES, real_transform_dir  # noqa: E402
 
-from reproml.seg import dataset, metrics, splits, training, warehouse  # noqa: E402
+from reproml.seg import dataset, metrics, training  # noqa: E402
 from reproml.seg.recipe import Recipe  # noqa: E402
 from reproml.seg.unet import build_unet  # noqa: E402
-
-DATA = Path(os.environ.get("REPROML_SHARED", ROOT.parent / "shared")) / "data"
-
-
-def transform_dir(sources: list[Path], img_size: int, root: Path) -> Path:
-    for n, source in enumerate(sources):
-        warehouse.build(source, root / f"warehouse-{n}", n_shards=2)
-        for shard in sorted((root / f"warehouse-{n}").glob("shard-*")):
-            splits.transform_shard(shard, root / "transform", img_size)
-    return root / "transform"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", nargs="+", type=Path,
-                        default=[DATA / "oxford-pets-sample", DATA / "oxford-pets-extra"])
+                        default=REAL_SOURCES)
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reproml-ablation-") as scratch:
-        run(args, transform_dir(args.sources, args.img_size, Path(scratch)))
+        run(args, real_transform_dir(args.sources, args.img_size, Path(scratch)))
 
 
 def run(args: argparse.Namespace, data: Path) -> None:

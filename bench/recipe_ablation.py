@@ -29,11 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from training_data import REAL_SOURCES, real_transform_dir  # noqa: E402
 
-from reproml.seg import bootstrap, dataset, inference, metrics, splits, training, warehouse  # noqa: E402
+from reproml.seg import bootstrap, dataset, inference, metrics, training  # noqa: E402
 from reproml.seg.recipe import Recipe  # noqa: E402
 
-DATA = Path(os.environ.get("REPROML_SHARED", ROOT.parent / "shared")) / "data"
 BASELINE = Recipe(augment="flip", loss="ce", weight_decay=0.0, schedule="constant")
 # (label, change to the kept recipe); "loss" lines are alternatives: the better of them is kept.
 CHANGES = (
@@ -43,14 +43,6 @@ CHANGES = (
     ("warm-up + cosine schedule", {"schedule": "warmup_cosine"}),
     ("AdamW, weight decay 0.05", {"weight_decay": 0.05}),
 )
-
-
-def transform_dir(sources: list[Path], img_size: int, root: Path) -> Path:
-    for n, source in enumerate(sources):
-        warehouse.build(source, root / f"warehouse-{n}", n_shards=2)
-        for shard in sorted((root / f"warehouse-{n}").glob("shard-*")):
-            splits.transform_shard(shard, root / "transform", img_size)
-    return root / "transform"
 
 
 class KeepLowestLoss(keras.callbacks.Callback):
@@ -69,7 +61,7 @@ def score(model: keras.Model, images: np.ndarray, labels: np.ndarray, tta: bool 
     logits = inference.predict_logits(model, images, tta=tta)
     cm = metrics.confusion_matrix(labels, logits.argmax(axis=-1), len(dataset.CLASS_NAMES))
     iou = metrics.per_class_iou(cm)
-    return {"logits": logits, "pixel_accuracy": metrics.pixel_accuracy(cm), "mean_iou": metrics.mean_iou(cm),
+    return {"pixel_accuracy": metrics.pixel_accuracy(cm), "mean_iou": metrics.mean_iou(cm),
             "pet_iou": iou[0], "border_iou": iou[2],
             "stats": bootstrap.per_image_stats(logits, labels, 1.0, dataset.CLASS_NAMES)}
 
@@ -99,7 +91,7 @@ def line(label: str, result: dict, base: dict | None, val_iou: float, kept: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", nargs="+", type=Path,
-                        default=[DATA / "oxford-pets-sample", DATA / "oxford-pets-extra"])
+                        default=REAL_SOURCES)
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
@@ -108,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     training.configure_device(args.mixed_precision)
     with tempfile.TemporaryDirectory(prefix="reproml-recipe-") as scratch:
-        data = transform_dir(args.sources, args.img_size, Path(scratch))
+        data = real_transform_dir(args.sources, args.img_size, Path(scratch))
         sizes = {s: dataset.count_samples(dataset.split_dir(data, s)) for s in ("training", "validation", "test")}
         images, labels, _ = dataset.load_arrays(dataset.split_dir(data, "test"))
         print(f"{' + '.join(s.name for s in args.sources)} at {args.img_size} px: {sizes}; U-Net "

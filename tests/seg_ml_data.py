@@ -75,3 +75,9 @@ def run_notebook(name: str, output: Path, parameters: dict[str, object]):
         read_notebook(source), str(output), parameters=parameters, kernel_name="python3", progress_bar=False
     )
     return scrapbook.read_notebook(str(output))
+
+
+def one_epoch(ds) -> tuple[np.ndarray, np.ndarray]:
+    """Every (image, mask) of one pass over a make_dataset pipeline: images (N, H, W, 3), masks (N, H, W)."""
+    batches = list(ds.as_numpy_iterator())
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])[..., 0]

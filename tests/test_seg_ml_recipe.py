@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from release_helpers import tiny_model
-from seg_ml_data import make_transform_output
+from seg_ml_data import make_transform_output, one_epoch
 
 from reproml.seg import dataset, inference, recipe, training
 from reproml.seg.recipe import DEFAULT_RECIPE, Recipe
@@ -113,7 +113,7 @@ def test_weight_decay_switches_to_adamw():
     import keras
 
     assert type(recipe.make_optimizer(Recipe(schedule="constant"), 1e-3)) is keras.optimizers.Adam
-    adamw = recipe.make_optimizer(Recipe(weight_decay=0.05), 1e-3)
+    adamw = recipe.make_optimizer(Recipe(weight_decay=0.05, schedule="constant"), 1e-3)
     assert isinstance(adamw, keras.optimizers.AdamW) and np.isclose(adamw.weight_decay, 0.05)
 
 
@@ -133,18 +133,13 @@ def _coded_split(folder: Path, n: int = 6, size: int = 32) -> None:
         Image.fromarray(trimap, "L").save(sample / "mask.png")
 
 
-def _epoch(ds) -> tuple[np.ndarray, np.ndarray]:
-    batches = list(ds.as_numpy_iterator())
-    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])[..., 0]
-
-
 def test_strong_augmentation_moves_image_and_trimap_as_one_and_invents_no_label(tmp_path: Path):
     _coded_split(tmp_path)
-    plain_images, plain_masks = _epoch(dataset.make_dataset(tmp_path, 3))
+    plain_images, plain_masks = one_epoch(dataset.make_dataset(tmp_path, 3))
     strong = dataset.make_dataset(tmp_path, 3, augment="strong", seed=5)
     changed = 0
     for _ in range(2):
-        images, masks = _epoch(strong)
+        images, masks = one_epoch(strong)
         assert masks.dtype == np.uint8 and set(np.unique(masks)) <= {0, 1, 2}
         assert images.min() >= 0 and images.max() <= 1
         for image, mask, plain in zip(images, masks, plain_masks, strict=True):
@@ -164,9 +159,9 @@ def test_strong_augmentation_moves_image_and_trimap_as_one_and_invents_no_label(
 
 def test_strong_augmentation_is_seeded(tmp_path: Path):
     _coded_split(tmp_path)
-    first = _epoch(dataset.make_dataset(tmp_path, 2, shuffle=True, augment="strong", seed=9))
-    again = _epoch(dataset.make_dataset(tmp_path, 2, shuffle=True, augment="strong", seed=9))
-    other = _epoch(dataset.make_dataset(tmp_path, 2, shuffle=True, augment="strong", seed=10))
+    first = one_epoch(dataset.make_dataset(tmp_path, 2, shuffle=True, augment="strong", seed=9))
+    again = one_epoch(dataset.make_dataset(tmp_path, 2, shuffle=True, augment="strong", seed=9))
+    other = one_epoch(dataset.make_dataset(tmp_path, 2, shuffle=True, augment="strong", seed=10))
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.array_equal(first[1], other[1])

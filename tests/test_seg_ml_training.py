@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from seg_ml_data import make_transform_output
+from seg_ml_data import make_transform_output, one_epoch
 
 from reproml.seg import dataset, training
 from reproml.seg.recipe import Recipe
@@ -105,21 +105,16 @@ def _coded_split(folder: Path, n: int = 6, size: int = 16) -> None:
         Image.fromarray(trimap, "L").save(sample / "mask.png")
 
 
-def _epoch(ds) -> tuple[np.ndarray, np.ndarray]:
-    batches = list(ds.as_numpy_iterator())
-    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])[..., 0]
-
-
 def test_flip_keeps_image_and_mask_aligned(tmp_path: Path) -> None:
     _coded_split(tmp_path)
-    plain_images, plain_masks = _epoch(dataset.make_dataset(tmp_path, 4))
+    plain_images, plain_masks = one_epoch(dataset.make_dataset(tmp_path, 4))
     assert set(np.unique(plain_masks)) == {0, 1, 2}  # trimap 1, 2, 3 became class ids 0, 1, 2
     np.testing.assert_allclose(plain_images[..., 0], (plain_masks + 1) * 51 / 255, atol=1e-6)
 
     augmented = dataset.make_dataset(tmp_path, 4, augment="flip", seed=3)
     flipped = 0
     for _ in range(2):  # two epochs: flips are re-drawn per epoch
-        images, masks = _epoch(augmented)
+        images, masks = one_epoch(augmented)
         for image, mask, plain in zip(images, masks, plain_masks, strict=True):
             # Brightness shifts the whole image by one constant, so each class keeps one grey level,
             # in class order, exactly where the (possibly flipped) mask has that class.
@@ -136,8 +131,8 @@ def test_pipeline_is_deterministic_for_a_seed_and_shuffles_per_epoch(tmp_path: P
     _coded_split(tmp_path)
     first = dataset.make_dataset(tmp_path, 2, shuffle=True, augment="flip", seed=7)
     second = dataset.make_dataset(tmp_path, 2, shuffle=True, augment="flip", seed=7)
-    epoch1, epoch2 = _epoch(first), _epoch(first)
-    np.testing.assert_array_equal(epoch1[0], _epoch(second)[0])
+    epoch1, epoch2 = one_epoch(first), one_epoch(first)
+    np.testing.assert_array_equal(epoch1[0], one_epoch(second)[0])
     assert not np.array_equal(epoch1[0], epoch2[0])
 
 
@@ -149,7 +144,7 @@ def test_invalid_trimap_labels_are_refused(tmp_path: Path) -> None:
     import tensorflow as tf
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="labels outside 1 pet"):
-        _epoch(dataset.make_dataset(tmp_path, 1))
+        one_epoch(dataset.make_dataset(tmp_path, 1))
 
 
 def test_load_arrays_and_missing_folders(tmp_path: Path) -> None:

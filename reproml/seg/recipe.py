@@ -121,10 +121,16 @@ def make_loss(recipe: Recipe, class_counts: np.ndarray | None = None) -> Segment
     return SegmentationLoss(dice_weight=1.0 if recipe.loss == "ce_dice" else 0.0)
 
 
-def learning_rate(recipe: Recipe, peak: float, steps_per_epoch: int, epochs: int):
-    """The recipe's learning rate: the float itself, or a warm-up + cosine schedule over the whole run."""
+def learning_rate(recipe: Recipe, peak: float, steps_per_epoch: int | None = None, epochs: int | None = None):
+    """The recipe's learning rate: the float itself, or a warm-up + cosine schedule over the whole run.
+
+    A schedule spans the run, so it needs the run's length; without it a 1-step schedule would decay
+    the rate to a hundredth after the first batch.
+    """
     if recipe.schedule == "constant":
         return peak
+    if steps_per_epoch is None or epochs is None:
+        raise ValueError(f"the {recipe.schedule!r} schedule spans the run: give steps_per_epoch and epochs")
     total = max(1, steps_per_epoch * epochs)
     warmup = min(recipe.warmup_epochs * steps_per_epoch, total - 1)
     if not warmup:
@@ -134,7 +140,8 @@ def learning_rate(recipe: Recipe, peak: float, steps_per_epoch: int, epochs: int
     )
 
 
-def make_optimizer(recipe: Recipe, peak_learning_rate: float, steps_per_epoch: int = 1, epochs: int = 1):
+def make_optimizer(recipe: Recipe, peak_learning_rate: float, steps_per_epoch: int | None = None,
+                   epochs: int | None = None):
     """Adam, or AdamW when the recipe decays weights, on the recipe's learning rate."""
     rate = learning_rate(recipe, peak_learning_rate, steps_per_epoch, epochs)
     if recipe.weight_decay > 0:
@@ -142,5 +149,6 @@ def make_optimizer(recipe: Recipe, peak_learning_rate: float, steps_per_epoch: i
     return keras.optimizers.Adam(rate)
 
 
-def steps_per_epoch(n_images: int, batch_size: int) -> int:
+def batches_per_epoch(n_images: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over n_images (the last batch may be short)."""
     return max(1, math.ceil(n_images / batch_size))

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from reproml.seg import dataset
-from reproml.seg.recipe import DEFAULT_RECIPE, Recipe, make_loss, make_optimizer, steps_per_epoch
+from reproml.seg.recipe import DEFAULT_RECIPE, Recipe, batches_per_epoch, make_loss, make_optimizer
 from reproml.seg.unet import build_unet
 
 # The hyper-parameters tune searches and optimal_hp.json may set, with their JSON types.
@@ -191,11 +191,9 @@ def compile_model(
         steps_per_epoch, epochs: Length of the run; needed by a learning-rate schedule.
         class_counts: Training pixels per class, for the "weighted_ce" loss.
     """
-    if recipe.schedule != "constant" and (steps_per_epoch is None or epochs is None):
-        raise ValueError(f"the {recipe.schedule!r} schedule spans the run: give steps_per_epoch and epochs")
     num_classes = model.output_shape[-1]
     model.compile(
-        optimizer=make_optimizer(recipe, learning_rate, steps_per_epoch or 1, epochs or 1),
+        optimizer=make_optimizer(recipe, learning_rate, steps_per_epoch, epochs),
         loss=make_loss(recipe, class_counts),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
@@ -356,7 +354,7 @@ def train_model(
     )
     n_train = min(dataset.count_samples(train_dir), limit or np.inf)
     compile_model(
-        model, hp["learning_rate"], recipe, steps_per_epoch=steps_per_epoch(int(n_train), hp["batch_size"]),
+        model, hp["learning_rate"], recipe, steps_per_epoch=batches_per_epoch(int(n_train), hp["batch_size"]),
         epochs=epochs, class_counts=dataset.class_pixel_counts(train_dir, limit) if recipe.loss == "weighted_ce" else None,
     )
     result = fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir, n_train_images=int(n_train),
