@@ -1,5 +1,7 @@
 """The engine with `datumBatching: true`: batched runners fed over the NextDatum-like protocol."""
 
+import os
+
 import pytest
 import yaml
 
@@ -119,3 +121,70 @@ def test_two_threads_starting_runners_at_once_get_their_own_numbers():
         thread.join()
     pool.close()
     assert sorted(numbers) == [1, 2]
+
+
+def _upstream_and_batched(fixture_project):
+    """`up` copies raw in one datum; `down`, batched with parallelism 2, runs one datum per folder of up."""
+    args = ("--in", "input_dir=up", "--batch")
+    down = echo_spec("down", {"pfs": {"repo": "up", "glob": "/*"}}, *args, parallelismSpec={"constant": 2})
+    down["transform"]["datumBatching"] = True
+    up = echo_spec("up", {"pfs": {"repo": "raw", "glob": "/"}}, "--in", "input_dir=raw", report="up.ipynb")
+    return fixture_project([up, down])
+
+
+class _Recorded:
+    """Replaces the engine's BatchWorker: every worker it starts is noted in `events`, in order with progress."""
+
+    def __init__(self, monkeypatch, events: list):
+        from reproml.pps import engine as engine_module
+
+        self.workers = []
+        real = engine_module.BatchWorker
+
+        def start(*args, **kwargs):
+            events.append("worker started")
+            self.workers.append(real(*args, **kwargs))
+            return self.workers[-1]
+
+        monkeypatch.setattr(engine_module, "BatchWorker", start)
+
+
+def test_a_batched_pipeline_warms_its_kernels_while_the_job_upstream_of_it_runs(fixture_project, tmp_path,
+                                                                                monkeypatch):
+    from reproml.pps.engine import Engine
+
+    project = _upstream_and_batched(fixture_project)
+    store_dir = tmp_path / "store"
+    _seed_raw(store_dir)
+    events: list[str] = []
+    recorded = _Recorded(monkeypatch, events)
+    result = Engine(Store.open(store_dir), project, progress=events.append).run()
+    assert not result.failed, events
+    # both of down's runners started before down's job, while up's ran (Pachyderm's workers outlive jobs)
+    assert events.index("[2/2] down") > max(i for i, e in enumerate(events) if e == "worker started")
+    workers = min(2, os.cpu_count() or 1)
+    assert len(recorded.workers) == workers and all(not w.alive for w in recorded.workers)
+    down_job = Jobs(Store.open(store_dir)).list(pipeline="down")[0]
+    logs = store_dir / "jobs" / down_job.id / "logs"
+    assert sorted(p.name for p in logs.glob("batch-*.log")) == [f"batch-{n}.log" for n in range(1, workers + 1)]
+    assert not (store_dir / "tmp" / "standby").exists()
+    assert _committed(store_dir, "down")  # the warm runners did the datums
+    assert "copied 1 files" in reproml("logs", "--pipeline", "down", store=store_dir, cwd=project).stdout
+
+    events.clear()  # nothing changed: no job upstream, so nothing is warmed
+    Engine(Store.open(store_dir), project, progress=events.append).run()
+    assert "worker started" not in events
+
+
+def test_kernels_warmed_for_a_job_that_never_comes_are_stopped(fixture_project, tmp_path, monkeypatch):
+    from reproml.pps.engine import Engine
+
+    project = _upstream_and_batched(fixture_project)
+    store_dir = tmp_path / "store"
+    _seed_raw(store_dir)
+    events: list[str] = []
+    recorded = _Recorded(monkeypatch, events)
+    result = Engine(Store.open(store_dir), project, progress=events.append).run(params={"up": {"fail": True}})
+    assert result.failed and [p.pipeline for p in result.pipelines] == ["up"]
+    assert len(recorded.workers) == min(2, os.cpu_count() or 1) and all(not w.alive for w in recorded.workers)
+    assert not (store_dir / "tmp" / "standby").exists()

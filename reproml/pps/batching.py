@@ -1,6 +1,7 @@
 """Batched workers for specs with `transform.datumBatching: true`: the engine's side of NextDatum.
 
 The engine starts up to `parallelismSpec` runner processes (`python -m reproml.stage ... --batch`) per job
+(while the job upstream of it runs, as Pachyderm's workers are up before a job: `BatchPool.prestart`)
 and hands each datum to an idle one over the protocol `reproml.stage.batch` documents: the datum's
 `DatumContext` as one JSON line on the runner's stdin; the runner writes the datum's `DatumResult` to the
 context's result file, then one line on the pipe named by `$REPROML_BATCH_FD` to say it is done. Closing
@@ -93,17 +94,36 @@ class BatchPool:
         self._all: list[BatchWorker | None] = []
         self._numbering = threading.Lock()  # two threads must not both start worker n (and share its log)
 
+    def _new_worker(self) -> BatchWorker:
+        with self._numbering:
+            number = len(self._all) + 1
+            self._all.append(None)  # the number is taken before the (slow) start
+        worker = self._start(number)
+        self._all[number - 1] = worker
+        return worker
+
+    def prestart(self, count: int) -> None:
+        """Start `count` idle workers now, so their kernels warm up before the first datum arrives."""
+        for _ in range(count):
+            self._idle.put(self._new_worker())
+
+    def adopt(self, start: Callable[[int], BatchWorker], log_dir: Path) -> None:
+        """Hand prestarted workers to a job: their logs move into `log_dir` (a worker keeps writing to its
+        moved file), and workers started from now on are started by `start`."""
+        self._start = start
+        for worker in self._all:
+            if worker is not None:
+                moved = log_dir / worker.log_path.name
+                os.replace(worker.log_path, moved)
+                worker.log_path = moved
+
     @contextmanager
     def worker(self) -> Iterator[BatchWorker]:
         """An idle worker (a new one if none is idle); a worker that died is replaced next time."""
         try:
             worker = self._idle.get_nowait()
         except queue.Empty:
-            with self._numbering:
-                number = len(self._all) + 1
-                self._all.append(None)  # the number is taken before the (slow) start
-            worker = self._start(number)
-            self._all[number - 1] = worker
+            worker = self._new_worker()
         try:
             yield worker
         finally:

@@ -97,7 +97,10 @@ class Engine:
         self.jobs = Jobs(store)
         self.progress = progress
         self._code = ""  # the package's fingerprint, taken once at the start of each run
-
+        # Pipelines of the current run (in order, with their overrides), and the batched workers started
+        # for a pipeline before its job, while the job upstream of it runs (see `_warm_downstream`).
+        self._plan: tuple[list[str], dict[str, dict]] = ([], {})
+        self._standby: dict[str, tuple[list[str], BatchPool]] = {}
 
     def overrides(self, profile: str | None, params: dict[str, dict]) -> dict[str, dict]:
         """Profile values, then command-line values, per pipeline; unknown pipelines are an error."""
@@ -150,14 +153,22 @@ class Engine:
             if killed:
                 self.progress(f"recovered: {len(killed)} unfinished commit(s) of a stopped run marked killed")
             self._seed_input_repos(order)
-            for index, name in enumerate(order, 1):
-                spec = self.specs[name]
-                self.progress(f"[{index}/{len(order)}] {name}")
-                outcome = self.run_pipeline(spec, overrides.get(name, {}), profile)
-                result.pipelines.append(outcome)
-                self.progress(f"      {outcome.status}{': ' + outcome.message if outcome.message else ''}")
-                if outcome.status == "failed":
-                    break
+            self._plan = (order, overrides)
+            try:
+                for index, name in enumerate(order, 1):
+                    spec = self.specs[name]
+                    self.progress(f"[{index}/{len(order)}] {name}")
+                    outcome = self.run_pipeline(spec, overrides.get(name, {}), profile)
+                    result.pipelines.append(outcome)
+                    self.progress(f"      {outcome.status}{': ' + outcome.message if outcome.message else ''}")
+                    if outcome.status == "failed":
+                        break
+            finally:
+                self._plan = ([], {})
+                for _, pool in self._standby.values():  # warmed for a job that did not come
+                    pool.close()
+                self._standby.clear()
+                shutil.rmtree(self._standby_logs(), ignore_errors=True)
         return result
 
     def _seed_input_repos(self, pipelines: list[str]) -> None:
@@ -231,6 +242,8 @@ class Engine:
                                          job_id=job_id, inherit=False, description=f"job {job_id}")
         self.jobs.update(job_id, output_commit=commit.id, datums_total=len(datums))
         todo = [i for i, files in enumerate(cached) if files is None]
+        if todo:
+            self._warm_downstream(spec.name)
         self.progress(f"      job {job_id[:12]}: {len(datums)} datum(s), {len(datums) - len(todo)} unchanged, "
                       f"{len(todo)} to run (parallelism {min(spec.parallelism, os.cpu_count() or 1)})")
         outputs: dict[int, list[FileInfo]] = {i: files for i, files in enumerate(cached) if files is not None}
@@ -311,15 +324,48 @@ class Engine:
     def _argv(cmd: list[str]) -> list[str]:
         return [sys.executable if cmd[0] in ("python", "python3") else cmd[0], *cmd[1:]]
 
+    def _worker_starter(self, spec: PipelineSpec, cmd: list[str], logs: Path):
+        argv, env = self._argv(cmd), self._runner_env(spec)
+        logs.mkdir(parents=True, exist_ok=True)
+        return lambda n: BatchWorker(argv, self.project, env, logs / f"batch-{n}.log")
+
+    def _standby_logs(self) -> Path:
+        return self.store.root / "tmp" / "standby"
+
+    def _warm_downstream(self, upstream: str) -> None:
+        """Start the batched workers of the run's pipelines that read `upstream`, now that it has a job.
+
+        Pachyderm's workers outlive jobs: a pipeline's pods and user code are up before its input
+        commits. Here the kernels of the next batched pipeline start while the job feeding it runs (on
+        the cores it leaves idle), so its first datums do not wait for a kernel. Workers nobody adopts
+        are closed when the run ends.
+        """
+        order, overrides = self._plan
+        for name in order[order.index(upstream) + 1:] if upstream in order else ():
+            spec = self.specs[name]
+            if not spec.datum_batching or upstream not in spec.input_repos() or name in self._standby:
+                continue
+            cmd = self.command(spec, overrides.get(name, {}))
+            pool = BatchPool(self._worker_starter(spec, cmd, self._standby_logs() / name), STOP_GRACE_S)
+            pool.prestart(max(1, min(spec.parallelism, os.cpu_count() or 1)))
+            self._standby[name] = (cmd, pool)
+
     @contextmanager
     def _batch_pool(self, spec: PipelineSpec, job_id: str, cmd: list[str]) -> Iterator[BatchPool | None]:
-        """For a spec with datumBatching, the job's batched runners (started as datums need them); else None."""
+        """For a spec with datumBatching, the job's batched runners (warm ones started for it while the job
+        upstream ran, others as datums need them); else None."""
         if not spec.datum_batching:
             yield None
             return
-        argv, env, logs = self._argv(cmd), self._runner_env(spec), self.store.root / "jobs" / job_id / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        runners = BatchPool(lambda n: BatchWorker(argv, self.project, env, logs / f"batch-{n}.log"), STOP_GRACE_S)
+        logs = self.store.root / "jobs" / job_id / "logs"
+        start = self._worker_starter(spec, cmd, logs)
+        standby_cmd, runners = self._standby.pop(spec.name, (None, None))
+        if runners is not None and standby_cmd == cmd:
+            runners.adopt(start, logs)
+        else:
+            if runners is not None:
+                runners.close()
+            runners = BatchPool(start, STOP_GRACE_S)
         try:
             yield runners
         finally:
