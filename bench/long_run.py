@@ -1,0 +1,84 @@
+"""Issue 14: how far one long, seeded training run gets on the real data, before spending a full profile on it.
+
+    .venv/bin/python bench/long_run.py [--filters 32] [--epochs 64] [--learning-rate 2e-3] [--batch-size 8]
+
+Warehouse and transform run in-process on sample+extra (as bench/recipe_ablation.py does); then one U-Net
+is trained with the notebooks' default recipe (strong augmentation, cross-entropy, warm-up + cosine,
+the epoch of highest validation mean IoU kept), printing one line per epoch, and scored on the test split
+with and without horizontal-flip test-time augmentation, each figure with its 95 % bootstrap interval.
+The sizes of `profiles/full.yaml` (width, epochs, learning-rate range) come from runs of this script;
+bench/README.md records them.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+from training_data import REAL_SOURCES, real_transform_dir  # noqa: E402
+
+from reproml.seg import bootstrap, dataset, inference, training  # noqa: E402
+from reproml.seg.recipe import Recipe  # noqa: E402
+
+SHOWN = ("pixel_accuracy", "iou_pet", "iou_background", "iou_border", "mean_iou")
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch: training and validation loss, validation accuracy and mean IoU, elapsed time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        print(f"epoch {epoch + 1:3d}  loss {logs['loss']:.3f}  val_loss {logs['val_loss']:.3f}  "
+              f"val_accuracy {logs['val_accuracy']:.3f}  val_mean_iou {logs['val_mean_iou']:.3f}  "
+              f"{time.perf_counter() - self.started:5.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sources", nargs="+", type=Path, default=REAL_SOURCES)
+    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--filters", type=int, default=32, help="the U-Net's base filters")
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-3, help="the peak of warm-up + cosine")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=64)
+    parser.add_argument("--warmup-epochs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    training.configure_device(mixed_precision=True)
+    hp = {"learning_rate": args.learning_rate, "base_filters": args.filters, "depth": args.depth,
+          "batch_size": args.batch_size, "dropout": args.dropout}
+    recipe = Recipe(warmup_epochs=args.warmup_epochs)
+    with tempfile.TemporaryDirectory(prefix="reproml-long-run-") as scratch:
+        data = real_transform_dir(args.sources, args.img_size, Path(scratch))
+        images, labels, _ = dataset.load_arrays(dataset.split_dir(data, "test"))
+        print(f"{' + '.join(s.name for s in args.sources)} at {args.img_size} px, {len(images)} test images; "
+              f"{hp}; {recipe}; {args.epochs} epochs, seed {args.seed}", flush=True)
+        training.set_determinism(args.seed, True)
+        started = time.perf_counter()
+        model, result = training.train_model(data, hp, epochs=args.epochs, output_dir=Path(scratch) / "run",
+                                             seed=args.seed, recipe=recipe, extra_callbacks=[EpochLine()])
+        minutes = (time.perf_counter() - started) / 60
+        for tta in (False, True):
+            logits = inference.predict_logits(model, images, tta=tta)
+            stats = bootstrap.per_image_stats(logits, labels, 1.0, dataset.CLASS_NAMES)
+            point = bootstrap.headline({k: v.sum(axis=0) for k, v in stats.items()}, dataset.CLASS_NAMES)
+            ci = bootstrap.intervals(stats, dataset.CLASS_NAMES)
+            figures = "  ".join(f"{name} {point[name]:.3f} [{ci[name][0]:.3f}, {ci[name][1]:.3f}]" for name in SHOWN)
+            print(f"test{' (hflip TTA)' if tta else ''}, epoch {result.best_epoch} kept: {figures}")
+        print(f"training: {minutes:.1f} min ({minutes * 60 / args.epochs:.1f} s per epoch)")
+
+
+if __name__ == "__main__":
+    main()
