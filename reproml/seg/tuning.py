@@ -76,9 +76,13 @@ class UNetHyperModel(kt.HyperModel):
         self.recipe = replace(recipe, schedule="constant")
         self.class_counts = dataset.class_pixel_counts(self.train_dir, limit) if recipe.loss == "weighted_ce" else None
         self.seed, self.limit = seed, limit
+        # keras-tuner clears the Keras session before every trial, and the global dtype policy with it:
+        # the precision in effect now (`training.configure_device`) is set again for every trial.
+        self.policy = keras.mixed_precision.global_policy().name
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """A compiled U-Net for the trial's hyper-parameters, initialised from the search seed."""
+        keras.mixed_precision.set_global_policy(self.policy)
         keras.utils.set_random_seed(self.seed)
         space = self.space
         learning_rate = hp.Float("learning_rate", *space.learning_rate, sampling="log")
