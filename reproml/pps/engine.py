@@ -77,6 +77,11 @@ def load_profile(project: Path, name: str | None) -> dict[str, dict]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def _parallelism(spec: PipelineSpec) -> int:
+    """Workers a job of `spec` may run at once: its parallelismSpec, at most one per core."""
+    return max(1, min(spec.parallelism, os.cpu_count() or 1))
+
+
 def _param_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -245,10 +250,10 @@ class Engine:
         if todo:
             self._warm_downstream(spec.name)
         self.progress(f"      job {job_id[:12]}: {len(datums)} datum(s), {len(datums) - len(todo)} unchanged, "
-                      f"{len(todo)} to run (parallelism {min(spec.parallelism, os.cpu_count() or 1)})")
+                      f"{len(todo)} to run (parallelism {_parallelism(spec)})")
         outputs: dict[int, list[FileInfo]] = {i: files for i, files in enumerate(cached) if files is not None}
         try:
-            workers = max(1, min(spec.parallelism, os.cpu_count() or 1, len(todo) or 1))
+            workers = min(_parallelism(spec), len(todo) or 1)
             with self._batch_pool(spec, job_id, cmd) as runners, ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = {pool.submit(self._run_datum, spec, job_id, commit.id, datums[i], cmd, profile, runners): i
                            for i in todo}
@@ -347,7 +352,7 @@ class Engine:
                 continue
             cmd = self.command(spec, overrides.get(name, {}))
             pool = BatchPool(self._worker_starter(spec, cmd, self._standby_logs() / name), STOP_GRACE_S)
-            pool.prestart(max(1, min(spec.parallelism, os.cpu_count() or 1)))
+            pool.prestart(_parallelism(spec))
             self._standby[name] = (cmd, pool)
 
     @contextmanager
