@@ -51,6 +51,7 @@ loss: str = "ce"  # "ce", "ce_dice" (cross-entropy + soft Dice) or "weighted_ce"
 weight_decay: float = 0.0  # 0: Adam; more: AdamW with this decoupled weight decay
 lr_schedule: str = "warmup_cosine"  # "constant" or "warmup_cosine" (warm-up, then cosine decay over all epochs)
 warmup_epochs: int = 1  # epochs of linear warm-up in "warmup_cosine"
+ema_epochs: float = 0.0  # 0: keep the trained weights; more: their moving average over ~that many epochs
 encoder: str = "scratch"  # "scratch" (plain U-Net) or "mobilenetv2"
 imagenet_weights: bool = False  # mobilenetv2 only: start from ImageNet weights (downloads them: needs internet)
 seed: int = 42  # seeds weights, data order and augmentation
@@ -76,7 +77,7 @@ hp, hp_origin = training.resolve_hp(
     hp_file,
 )
 recipe = Recipe(augment=augment, loss=loss, weight_decay=weight_decay, schedule=lr_schedule,
-                warmup_epochs=warmup_epochs)
+                warmup_epochs=warmup_epochs, ema_epochs=ema_epochs)
 training.set_determinism(seed, deterministic)
 device = training.configure_device(mixed_precision)
 for key, value in hp.items():

@@ -22,10 +22,10 @@ TINY_HP = {"learning_rate": 0.01, "base_filters": 4, "depth": 2, "batch_size": 4
 @pytest.mark.unit
 def test_a_bad_recipe_names_every_problem_and_the_choices():
     with pytest.raises(ValueError) as error:
-        Recipe(augment="heavy", loss="focal", weight_decay=-1, schedule="cosine", warmup_epochs=-2)
+        Recipe(augment="heavy", loss="focal", weight_decay=-1, schedule="cosine", warmup_epochs=-2, ema_epochs=-1)
     message = str(error.value)
     for expected in ("augment='heavy' (choose one of none, flip, strong)", "loss='focal' (choose one of ce, ce_dice",
-                     "schedule='cosine'", "weight_decay=-1", "warmup_epochs=-2"):
+                     "schedule='cosine'", "weight_decay=-1", "warmup_epochs=-2", "ema_epochs=-1"):
         assert expected in message
 
 
@@ -38,7 +38,7 @@ def test_the_notebooks_defaults_are_the_recipes_defaults():
         declared[notebook] = {name: value for name, value in re.findall(r"^(\w+): \w+ = (\S+)", text, re.M)}
     defaults = DEFAULT_RECIPE.to_json()
     names = {"augment": "augment", "loss": "loss", "weight_decay": "weight_decay", "schedule": "lr_schedule",
-             "warmup_epochs": "warmup_epochs"}
+             "warmup_epochs": "warmup_epochs", "ema_epochs": "ema_epochs"}
     for field, parameter in names.items():
         assert declared["train"][parameter] == repr(defaults[field]).replace("'", '"'), field
     for field in ("augment", "loss", "weight_decay"):
@@ -117,6 +117,41 @@ def test_weight_decay_switches_to_adamw():
     assert isinstance(adamw, keras.optimizers.AdamW) and np.isclose(adamw.weight_decay, 0.05)
 
 
+def test_a_weight_average_is_counted_in_epochs_and_switched_on_in_the_optimizer():
+    assert recipe.ema_momentum(Recipe(), steps_per_epoch=43) is None
+    assert np.isclose(recipe.ema_momentum(Recipe(ema_epochs=2.0), steps_per_epoch=43), 1 - 1 / 86)
+    assert recipe.ema_momentum(Recipe(ema_epochs=0.1), steps_per_epoch=4) == 0.0  # less than a step: no average
+    optimizer = recipe.make_optimizer(Recipe(ema_epochs=2.0, weight_decay=0.05), 1e-3, steps_per_epoch=10, epochs=4)
+    assert optimizer.use_ema and np.isclose(optimizer.ema_momentum, 1 - 1 / 20)
+    assert not recipe.make_optimizer(Recipe(), 1e-3, steps_per_epoch=10, epochs=4).use_ema
+    with pytest.raises(ValueError, match="give steps_per_epoch"):
+        recipe.make_optimizer(Recipe(schedule="constant", ema_epochs=2.0), 1e-3)
+
+
+def test_with_a_weight_average_validation_and_the_kept_model_see_the_average(tmp_path: Path):
+    """An average that barely moves after the first step (and no batch norm, whose statistics would move)
+    gives the same validation loss every epoch, while the trained weights go on learning; the model kept
+    holds the average, not the trained weights."""
+    root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
+
+    def run(ema_epochs: float):
+        training.set_determinism(5, deterministic=True)
+        training.configure_device(mixed_precision=False)
+        return training.train_model(root, TINY_HP, epochs=3, output_dir=tmp_path / f"ema{ema_epochs}", seed=5,
+                                    recipe=Recipe(schedule="constant", ema_epochs=ema_epochs), batch_norm=False,
+                                    select_by="val_mean_iou")
+
+    plain_model, plain = run(0.0)
+    model, averaged = run(1e6)
+    assert np.ptp(plain.history["val_loss"]) > 1e-3  # without an average, validation follows training
+    assert np.ptp(averaged.history["val_loss"]) < 1e-4
+    assert averaged.history["loss"] == plain.history["loss"]  # the average does not change how it trains
+    kept = model.evaluate(dataset.make_dataset(dataset.split_dir(root, "validation"), 4), verbose=0,
+                          return_dict=True)["loss"]
+    assert np.isclose(kept, averaged.history["val_loss"][averaged.best_epoch - 1], atol=1e-5)
+    assert abs(kept - plain.history["val_loss"][-1]) > 1e-2  # the trained weights would score otherwise
+
+
 # --- strong augmentation ---------------------------------------------------------------------------
 
 
@@ -181,7 +216,7 @@ def test_class_pixel_counts_cover_every_pixel(tmp_path: Path):
 @pytest.mark.slow  # two real trainings with every recipe part switched on
 def test_the_full_recipe_trains_to_the_same_weights_twice(tmp_path: Path):
     root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
-    full = Recipe(augment="strong", loss="weighted_ce", weight_decay=0.05, schedule="warmup_cosine")
+    full = Recipe(augment="strong", loss="weighted_ce", weight_decay=0.05, schedule="warmup_cosine", ema_epochs=1.0)
 
     def run(name: str) -> str:
         training.set_determinism(5, deterministic=True)

@@ -13,6 +13,9 @@ model per change on the real data and the train notebook argues each default fro
 - weight_decay: 0 trains with Adam; more trains with AdamW and that decoupled decay.
 - schedule: "constant", or "warmup_cosine" (linear warm-up over warmup_epochs from a tenth of the
   learning rate, then cosine decay to a hundredth of it at the last epoch).
+- ema_epochs: 0 keeps the trained weights; more keeps an exponential moving average of them over about
+  that many epochs (momentum 1 - 1 / (ema_epochs x steps per epoch)), which validation, the checkpoints
+  and the final model use (`training.fit` swaps it in).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Recipe:
     weight_decay: float = 0.0
     schedule: str = "warmup_cosine"
     warmup_epochs: int = 1
+    ema_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         problems = [
@@ -50,6 +54,8 @@ class Recipe:
             problems.append(f"weight_decay={self.weight_decay!r} (must be >= 0)")
         if self.warmup_epochs < 0:
             problems.append(f"warmup_epochs={self.warmup_epochs!r} (must be >= 0)")
+        if not self.ema_epochs >= 0:
+            problems.append(f"ema_epochs={self.ema_epochs!r} (must be >= 0)")
         if problems:
             raise ValueError(f"bad training recipe: {'; '.join(problems)}")
 
@@ -140,13 +146,24 @@ def learning_rate(recipe: Recipe, peak: float, steps_per_epoch: int | None = Non
     )
 
 
+def ema_momentum(recipe: Recipe, steps_per_epoch: int | None) -> float | None:
+    """The weight average's momentum per step, or None when the recipe keeps no average."""
+    if not recipe.ema_epochs:
+        return None
+    if steps_per_epoch is None:
+        raise ValueError("ema_epochs is counted in epochs: give steps_per_epoch")
+    return 1.0 - 1.0 / max(1.0, recipe.ema_epochs * steps_per_epoch)
+
+
 def make_optimizer(recipe: Recipe, peak_learning_rate: float, steps_per_epoch: int | None = None,
                    epochs: int | None = None):
-    """Adam, or AdamW when the recipe decays weights, on the recipe's learning rate."""
+    """Adam, or AdamW when the recipe decays weights, on the recipe's learning rate (and weight average)."""
     rate = learning_rate(recipe, peak_learning_rate, steps_per_epoch, epochs)
+    momentum = ema_momentum(recipe, steps_per_epoch)
+    ema = {} if momentum is None else {"use_ema": True, "ema_momentum": momentum}
     if recipe.weight_decay > 0:
-        return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay)
-    return keras.optimizers.Adam(rate)
+        return keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay, **ema)
+    return keras.optimizers.Adam(rate, **ema)
 
 
 def batches_per_epoch(n_images: int, batch_size: int) -> int:

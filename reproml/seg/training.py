@@ -276,8 +276,12 @@ def fit(
     checkpoints = output_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     throughput = Throughput(n_train_images)
+    # With a weight average (the recipe's ema_epochs), validation and both checkpoints see the average:
+    # SwapEMAWeights swaps it in for evaluation and at each epoch's end, before the checkpoints save.
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(model.optimizer, "use_ema", False) else []
     callbacks = [
         throughput,
+        *ema,
         keras.callbacks.TensorBoard(str(output_dir / "logs"), histogram_freq=0, write_graph=False, profile_batch=0),
         keras.callbacks.ModelCheckpoint(
             str(checkpoints / "best.weights.h5"), monitor=select_by, mode=mode, save_best_only=True,
