@@ -7,9 +7,6 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from release_helpers import GOOD, release_commit, tiny_model
+from serve_process import reproml_serve
 
 from conftest import SHARED
 from reproml.pfs import Store
@@ -242,43 +240,9 @@ def test_feedback_makes_a_commit_in_the_feedback_repo(server):
 @needs_serving_venv
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_every_process_on_a_signal(tmp_path, sig):
-    store = Store.open(tmp_path / "store")
-    model_dir = tiny_model(tmp_path)
-    release_commit(store, {n: (model_dir / n).read_bytes() for n in ("model.keras", "calibration.json")}, GOOD)
-    code = ("import sys; from reproml.cli.main import main; "  # `reproml serve`, whose lines say where it serves
-            "sys.exit(main(['--store', sys.argv[1], 'serve', '--port', '0']))")
-    process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store")], stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    groups: set[int] = set()
-    try:
-        line = process.stderr.readline()
-        assert line.startswith("serving "), line
-        url = line.split(" on ")[1].split()[0]
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(url + "/health/status", timeout=5)
-                break
-            except OSError:  # refused, or accepted but not answered while the model loads
-                time.sleep(0.3)
-        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == process.pid]
-        assert children, "serve() started no microservice"
-        groups.update(os.getpgid(pid) for pid in children)
-        os.kill(process.pid, sig)
-        assert process.wait(timeout=60) == 0
-        for group in groups:
+    with reproml_serve(tmp_path) as serving:
+        os.kill(serving.process.pid, sig)
+        assert serving.process.wait(timeout=60) == 0
+        for group in serving.groups:
             with pytest.raises(ProcessLookupError):
                 os.killpg(group, 0)
-    finally:
-        for group in {process.pid, *groups}:  # only if the test failed half-way
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def _ppid(proc: Path) -> int | None:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None

@@ -11,17 +11,15 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from PIL import Image
 from release_helpers import GOOD, release_commit, tiny_model
+from serve_process import reproml_serve
 
 from reproml.pfs import Store
 from reproml.serving.payload import MAX_JSON_DEPTH, json_depth
@@ -151,45 +149,14 @@ def test_stalled_clients_do_not_stall_the_others_and_are_let_go(server):
             sock.close()
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_a_killed_reproml_serve_takes_its_microservice_with_it(tmp_path):
     if not (SERVING_VENV / "bin" / "seldon-core-microservice").exists():
         pytest.skip("no .venv-serving: run `make serving-env`")
-    store = Store.open(tmp_path / "store")
-    model_dir = tiny_model(tmp_path)
-    release_commit(store, {n: (model_dir / n).read_bytes() for n in ("model.keras", "calibration.json")}, GOOD)
-    code = ("import sys; from reproml.cli.main import main; "  # `reproml serve`, whose lines say where it serves
-            "sys.exit(main(['--store', sys.argv[1], 'serve', '--port', '0']))")
-    process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store")], stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
-    groups: set[int] = set()
-    try:
-        line = process.stderr.readline()
-        assert line.startswith("serving "), line
-        url = line.split(" on ")[1].split()[0]
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:  # killed while serving, not while loading
-            try:
-                urllib.request.urlopen(url + "/health/status", timeout=5)
-                break
-            except OSError:
-                time.sleep(0.3)
-        groups.update(os.getpgid(pid) for pid in _children(process.pid))
-        assert groups, "serve() started no microservice"
-        os.kill(process.pid, signal.SIGKILL)  # no chance to stop anything itself
-        process.wait()
+    with reproml_serve(tmp_path) as serving:
+        os.kill(serving.process.pid, signal.SIGKILL)  # no chance to stop anything itself
+        serving.process.wait()
         deadline = time.monotonic() + 60
-        alive = set(groups)
+        alive = set(serving.groups)
         while alive and time.monotonic() < deadline:
             for group in list(alive):
                 try:
@@ -198,9 +165,3 @@ def test_a_killed_reproml_serve_takes_its_microservice_with_it(tmp_path):
                     alive.discard(group)
             time.sleep(0.3)
         assert not alive, f"process groups {alive} outlived `reproml serve`"
-    finally:
-        for group in {process.pid, *groups}:  # only if the test failed half-way
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
