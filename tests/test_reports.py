@@ -62,6 +62,22 @@ def test_the_index_lists_both_runs_with_the_differing_parameter_and_metrics(site
     assert "<script src=\"http" not in report and "cdnjs" not in report  # offline: no require.js or MathJax
 
 
+def test_notebook_pages_are_made_again_when_the_way_they_are_rendered_changes(tmp_path, monkeypatch):
+    """A page is kept while its notebook and the renderer are unchanged; a site built by an older renderer
+    (one that still loaded require.js from a CDN, say) must not keep its pages."""
+    store = Store(tmp_path / "store")
+    run = make_run(store, 0.001)
+    site = reports.build_site(store, tmp_path / "reports")
+    page = site / "nb" / "evaluate" / run["evaluate"].id / "Report.ipynb.html"
+    page.write_text("<script src='https://cdnjs.example/require.js'></script> an older renderer's page")
+    reports.build_site(store, tmp_path / "reports")
+    assert "an older renderer's page" in page.read_text()  # same renderer: the page is reused, not rebuilt
+    monkeypatch.setattr(reports, "NOTEBOOK_OFFLINE", reports.NOTEBOOK_OFFLINE + "{# a new template #}")
+    reports.build_site(store, tmp_path / "reports")
+    assert "an older renderer's page" not in page.read_text() and "cdnjs" not in page.read_text()
+    assert "data:image/png;base64" in page.read_text()
+
+
 def test_a_run_page_has_report_figures_lineage_parameters_and_provenance(site):
     _, _, folder, _, first, _ = site
     page = folder / "runs" / first["evaluate"].id / "index.html"
