@@ -15,10 +15,14 @@ The site (no server needed to read it, nothing fetched from the network):
 - `nbdime/` (`site_nbdime`): each of those notebook diffs drawn by nbdime's own web view, offline;
 - `nb/<pipeline>/<commit>/<notebook>.html`: executed notebooks, by nbconvert.
 Pages come from the Jinja2 templates of `site_templates`. Commits never change, so notebooks already
-converted are not converted again.
+converted are not converted again, unless the way they are converted has changed (`nb/RENDERER`).
 """
 
+import hashlib
+import inspect
+import shutil
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from pathlib import Path
 
 from reproml.errors import ReproError
@@ -74,6 +78,24 @@ def _convert(store: Store, commit: CommitRef, path: str, target: Path) -> None:
     target.write_text(body)
 
 
+def _renderer() -> str:
+    """What a notebook page depends on besides its notebook: our template, nbconvert and this code."""
+    digest = hashlib.sha256(NOTEBOOK_OFFLINE.encode())
+    digest.update(version("nbconvert").encode())
+    digest.update(inspect.getsource(_convert).encode())
+    return digest.hexdigest()
+
+
+def _forget_pages_of_another_renderer(folder: Path) -> None:
+    """Remove the notebook pages when they were made another way (or by a version that kept no stamp)."""
+    stamp, renderer = folder / "RENDERER", _renderer()
+    if stamp.is_file() and stamp.read_text().strip() == renderer:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    stamp.write_text(renderer + "\n")
+
+
 def _notebook_href(commit_ref: str, path: str) -> str:
     repo, _, commit = commit_ref.partition("@")
     return f"nb/{repo}/{commit}/{path}.html"
@@ -96,6 +118,7 @@ def build_site(store: Store, reports: Path, pair: tuple[str, str] | None = None,
     """
     site = reports / "site"
     site.mkdir(parents=True, exist_ok=True)
+    _forget_pages_of_another_renderer(site / "nb")
     runs = compare_all(store, repo)
     cache = RecordCache(store)
     links: dict[str, dict] = {}
