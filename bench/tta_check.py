@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=True,
                         help="bfloat16 compute, as the full profile predicts (default on)")
     args = parser.parse_args()
+    if args.store and not (args.store / "store.db").is_file():
+        parser.error(f"{args.store} is not a local store (no store.db); give the folder `reproml --store` used")
     training.configure_device(args.mixed_precision)
     with tempfile.TemporaryDirectory(prefix="reproml-tta-") as scratch:
         path = args.model or model_from_store(args.store, Path(scratch))
