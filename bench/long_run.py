@@ -73,7 +73,7 @@ def main() -> None:
         for tta in (False, True):
             logits = inference.predict_logits(model, images, tta=tta)
             stats = bootstrap.per_image_stats(logits, labels, 1.0, dataset.CLASS_NAMES)
-            point = bootstrap.headline({k: v.sum(axis=0) for k, v in stats.items()}, dataset.CLASS_NAMES)
+            point = bootstrap.point(stats, dataset.CLASS_NAMES)
             ci = bootstrap.intervals(stats, dataset.CLASS_NAMES)
             figures = "  ".join(f"{name} {point[name]:.3f} [{ci[name][0]:.3f}, {ci[name][1]:.3f}]" for name in SHOWN)
             print(f"test{' (hflip TTA)' if tta else ''}, epoch {result.best_epoch} kept: {figures}")

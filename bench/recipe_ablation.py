@@ -36,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from training_data import REAL_SOURCES, real_transform_dir  # noqa: E402
 
-from reproml.seg import bootstrap, dataset, inference, metrics, training  # noqa: E402
+from reproml.seg import bootstrap, dataset, inference, training  # noqa: E402
 from reproml.seg.recipe import DEFAULT_RECIPE, Recipe  # noqa: E402
 
 BASELINE = Recipe(augment="flip", loss="ce", weight_decay=0.0, schedule="constant")
@@ -65,11 +65,8 @@ class KeepLowestLoss(keras.callbacks.Callback):
 
 def score(model: keras.Model, images: np.ndarray, labels: np.ndarray, tta: bool = False) -> dict:
     logits = inference.predict_logits(model, images, tta=tta)
-    cm = metrics.confusion_matrix(labels, logits.argmax(axis=-1), len(dataset.CLASS_NAMES))
-    iou = metrics.per_class_iou(cm)
-    return {"pixel_accuracy": metrics.pixel_accuracy(cm), "mean_iou": metrics.mean_iou(cm),
-            "pet_iou": iou[0], "border_iou": iou[2],
-            "stats": bootstrap.per_image_stats(logits, labels, 1.0, dataset.CLASS_NAMES)}
+    stats = bootstrap.per_image_stats(logits, labels, 1.0, dataset.CLASS_NAMES)
+    return {**bootstrap.point(stats, dataset.CLASS_NAMES), "stats": stats}
 
 
 def train(data: Path, recipe: Recipe, args: argparse.Namespace, scratch: Path):
@@ -91,7 +88,7 @@ def line(label: str, result: dict, base: dict | None, val_iou: float, kept: str,
         d = paired["mean_iou"]
         delta = f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
     return (f"| {label} | {val_iou:.3f} | {result['pixel_accuracy']:.3f} | {result['mean_iou']:.3f} | "
-            f"{result['pet_iou']:.3f} | {result['border_iou']:.3f} | {delta} | {kept} | {seconds / 60:.1f} |")
+            f"{result['iou_pet']:.3f} | {result['iou_border']:.3f} | {delta} | {kept} | {seconds / 60:.1f} |")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from training_data import REAL_SOURCES, real_transform_dir  # noqa: E402
 
 from reproml.pfs import Store  # noqa: E402
-from reproml.seg import bootstrap, dataset, inference, metrics, training  # noqa: E402
+from reproml.seg import bootstrap, dataset, inference, training  # noqa: E402
 
 SPLITS = ("validation", "calibration")
 SHOWN = ("pixel_accuracy", "mean_iou", "iou_pet", "iou_border")
@@ -63,11 +63,10 @@ def main() -> None:
             stats = {}
             for tta in (False, True):
                 logits = inference.predict_logits(model, images, tta=tta)
-                cm = metrics.confusion_matrix(labels, logits.argmax(axis=-1), len(dataset.CLASS_NAMES))
-                iou = metrics.per_class_iou(cm)
-                print(f"| {split} ({len(images)}) | {'on' if tta else 'off'} | {metrics.pixel_accuracy(cm):.4f} | "
-                      f"{metrics.mean_iou(cm):.4f} | {iou[0]:.4f} | {iou[2]:.4f} |", flush=True)
                 stats[tta] = bootstrap.per_image_stats(logits, labels, 1.0, dataset.CLASS_NAMES)
+                point = bootstrap.point(stats[tta], dataset.CLASS_NAMES)
+                print(f"| {split} ({len(images)}) | {'on' if tta else 'off'} | "
+                      + " | ".join(f"{point[name]:.4f}" for name in SHOWN) + " |", flush=True)
             changes[split] = bootstrap.paired_difference_intervals(stats[True], stats[False], dataset.CLASS_NAMES)
         print("\nchange with TTA, paired 95 % interval:")
         for split, paired in changes.items():

@@ -141,7 +141,7 @@ def test_with_a_weight_average_validation_and_the_kept_model_see_the_average(tmp
                                     recipe=Recipe(schedule="constant", ema_epochs=ema_epochs), batch_norm=False,
                                     select_by="val_mean_iou")
 
-    plain_model, plain = run(0.0)
+    _, plain = run(0.0)
     model, averaged = run(1e6)
     assert np.ptp(plain.history["val_loss"]) > 1e-3  # without an average, validation follows training
     assert np.ptp(averaged.history["val_loss"]) < 1e-4

@@ -105,6 +105,11 @@ def headline(sums: Mapping[str, np.ndarray], class_names: Sequence[str]) -> dict
     return values
 
 
+def point(stats: Mapping[str, np.ndarray], class_names: Sequence[str]) -> dict[str, float]:
+    """The headline metrics of per-image statistics, every image counted once (what `intervals` brackets)."""
+    return headline({name: np.asarray(stats[name]).sum(axis=0) for name in STATS}, class_names)
+
+
 def _scalar_or_array(value: np.ndarray) -> float | np.ndarray:
     value = np.asarray(value, dtype=np.float64)
     return float(value) if value.ndim == 0 else value
@@ -196,15 +201,13 @@ def paired_difference_intervals(candidate: Mapping[str, np.ndarray], current: Ma
     if len(current["confusion_matrix"]) != n:
         raise ValueError(f"paired statistics of {n} and {len(current['confusion_matrix'])} images; align them first")
     counts = resample_counts(n, resamples, seed)
-    total = np.ones((1, n), dtype=np.int64)  # the point estimate: every image once
     result = {}
     candidate_draws = _resampled_headline(candidate, counts, class_names)
     current_draws = _resampled_headline(current, counts, class_names)
-    candidate_point = _resampled_headline(candidate, total, class_names)
-    current_point = _resampled_headline(current, total, class_names)
+    candidate_point, current_point = point(candidate, class_names), point(current, class_names)
     for name in candidate_draws:
         result[name] = {
-            "difference": float(candidate_point[name][0] - current_point[name][0]),
+            "difference": float(candidate_point[name] - current_point[name]),
             "ci95": percentile_interval(candidate_draws[name] - current_draws[name], confidence),
         }
     return result
