@@ -33,6 +33,14 @@ def test_two_executions_of_the_same_work_are_identical_up_to_volatile_parts():
     assert result.identical, nbdiff.format_diff(result)  # ... and none of it is reported
 
 
+def test_normalized_cells_keep_ids_that_pair_them_across_runs():
+    first, second = (nbdiff.normalize(_nb()) for _ in range(2))
+    ids = [cell["id"] for cell in first["cells"]]
+    assert ids == [cell["id"] for cell in second["cells"]] and len(set(ids)) == len(ids)
+    assert {"parameters", "injected-parameters", "provenance"} <= set(ids)
+    nbformat.validate(nbformat.from_dict(first))
+
+
 def test_scraps_are_compared_with_numeric_deltas():
     result = nbdiff.diff_notebooks(_nb({"mean_iou": 0.5, "name": "a"}), _nb({"mean_iou": 0.625, "name": "b"}))
     by_key = {c.key: c for c in result.scraps}

@@ -234,7 +234,9 @@ def test_the_site_in_headless_chromium(site):
             full_page_screenshot(driver, "reports-compare")
             driver.find_element(By.CSS_SELECTOR, "a.nbdime").click()  # the model notebook's diff, by nbdime
             WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook-diff .jp-Diff-added"))
-            assert "learning_rate: float = 0.003" in driver.find_element(By.ID, "nbdime-root").text
+            shown = driver.find_element(By.ID, "nbdime-root").text
+            assert "learning_rate: float = 0.003" in shown
+            assert "undefined" not in shown  # every cell has an id for nbdime to show and pair by
             assert not console_errors(driver)
             driver.save_screenshot(str(ARTIFACTS / "reports-nbdime.png"))
     finally:

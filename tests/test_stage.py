@@ -11,6 +11,7 @@ import scrapbook as sb
 
 from conftest import FIXTURES, PROJECT
 from reproml.errors import ParameterError, ReproError, StageFailed
+from reproml.stage.cell_ids import set_stable_ids
 from reproml.stage.contract import ENV_VAR, DatumContext, DatumResult
 from reproml.stage.runner import StageRequest, coerce, resolve_parameters, run_stage
 
@@ -66,6 +67,30 @@ def test_the_executed_notebook_carries_provenance(tmp_path, monkeypatch):
     assert provenance["parameters"]["factor"] == 2 and provenance["notebook"]["sha256"]
     assert len(provenance["git"]["commit"]) == 40 and provenance["environment"]["fingerprint"]
     assert json.loads((tmp_path / "out" / "counts" / "a.json").read_text()) == {"count": 2}
+
+
+def test_two_runs_give_every_cell_the_same_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    ids = []
+    for factor in ("2", "3"):
+        context = DatumContext(pfs_root=str(tmp_path / factor))
+        nb = nbformat.read(run_stage(StageRequest(ECHO, parameters={"factor": factor}), context), as_version=4)
+        nbformat.validate(nb)
+        ids.append([cell.id for cell in nb.cells])
+    assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
+    assert {"parameters", "injected-parameters", "provenance"} <= set(ids[0])
+
+
+@pytest.mark.unit
+def test_a_cell_id_follows_the_cells_content_and_repeats_are_numbered():
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("# x"), nbformat.v4.new_code_cell("x = 1")]
+    set_stable_ids(cells)
+    first = [cell.id for cell in cells]
+    assert first[2] == f"{first[0]}-2" and first[1].startswith("md-") and first[0].startswith("code-")
+    cells[0].source = "x = 2"
+    set_stable_ids(cells)
+    assert cells[0].id != first[0] and cells[2].id == first[0]  # the edited cell is new; its twin is alone now
+    nbformat.validate(nbformat.v4.new_notebook(cells=cells))
 
 
 def test_a_failing_cell_names_stage_and_cell_and_keeps_the_notebook(tmp_path, monkeypatch):

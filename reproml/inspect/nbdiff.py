@@ -21,6 +21,7 @@ from pathlib import Path
 
 from reproml.inspect.imgdiff import image_diff
 from reproml.inspect.lineage import VOLATILE_PROVENANCE, normalize_parameters, pfs_root, scrap_of, scraps_in
+from reproml.stage.cell_ids import set_stable_ids
 
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "jupytext")  # everything else is written per execution
 VOLATILE_CELL_METADATA = ("execution", "papermill", "collapsed", "scrolled", "ExecuteTime")
@@ -126,7 +127,6 @@ def normalize(nb: dict) -> dict:
     out = copy.deepcopy(nb)
     out["metadata"] = {k: v for k, v in (nb.get("metadata") or {}).items() if k in KEPT_NOTEBOOK_METADATA}
     for cell in out.get("cells", []):
-        cell.pop("id", None)
         cell["metadata"] = {k: v for k, v in (cell.get("metadata") or {}).items()
                             if k not in VOLATILE_CELL_METADATA}
         tags = cell["metadata"].get("tags") or []
@@ -137,6 +137,7 @@ def normalize(nb: dict) -> dict:
         cell["execution_count"] = None
         outputs = [] if "provenance" in tags else cell.get("outputs", [])
         cell["outputs"] = [_normalize_output(o, root) for o in outputs if scrap_of(o) is None]
+    set_stable_ids(out.get("cells", []))  # notebooks run before the runner set them had random ids
     return out
 
 

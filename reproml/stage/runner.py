@@ -36,6 +36,7 @@ from reproml.provenance import (
     tree_hash,
 )
 from reproml.stage import scraps
+from reproml.stage.cell_ids import set_stable_ids
 from reproml.stage.contract import DatumContext, DatumResult
 from reproml.stage.lifeline import die_with_engine
 
@@ -307,6 +308,7 @@ def run_stage(request: StageRequest, context: DatumContext | None = None, warm=N
             "tags", []):
         position += 1
     executed.cells.insert(position, provenance_cell(provenance))
+    set_stable_ids(executed.cells)
     nbformat.write(executed, report)
     return report
 
