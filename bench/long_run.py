@@ -76,6 +76,7 @@ def main() -> None:
         model, result = training.train_model(data, hp, epochs=args.epochs, output_dir=Path(scratch) / "run",
                                              seed=args.seed, recipe=recipe, extra_callbacks=[EpochLine()])
         minutes = (time.perf_counter() - started) / 60
+        print(f"weights fingerprint {training.weights_fingerprint(model)[:12]} (the train notebook scraps the same)")
         for split, (images, labels) in splits.items():
             for tta in (False, True):
                 logits = inference.predict_logits(model, images, tta=tta)
