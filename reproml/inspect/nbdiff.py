@@ -3,9 +3,10 @@
     python -m reproml.inspect.nbdiff OLD.ipynb NEW.ipynb [--figures DIR] [--json]
 
 Volatile parts are dropped before comparing: timestamps, durations and execution counts (cell
-metadata `execution` and `papermill`, notebook metadata `papermill`), cell ids, the job-specific
-`$PFS_ROOT` paths, the provenance's ids and times, and, inside text outputs, clock times, durations
-(`3.2s`, `45ms/step`) and memory addresses. Cells are aligned with nbdime's notebook diff; changed
+metadata `execution` and `papermill`, notebook metadata `papermill`), random cell ids (replaced by the
+ones the stage runner gives, `reproml.stage.cell_ids`: by role or content), the job-specific `$PFS_ROOT`
+paths, the provenance's ids and times, and, inside text outputs, clock times, durations (`3.2s`,
+`45ms/step`) and memory addresses. Cells are aligned with nbdime's notebook diff; changed
 sources are shown as unified diffs, changed outputs as text diffs or, for images, a pixel-difference
 figure. Scraps (scrapbook) are compared value by value with numeric deltas, and the provenance
 (parameters, notebook and spec hashes, git commit, environment, inputs) key by key.
