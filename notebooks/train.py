@@ -129,11 +129,12 @@ plt.show()
 # model still improving at its last epoch, so `ema_epochs` stays 0. Over 80 epochs, where the model levels
 # off, an average over ~5 epochs raised a 16-filter model's calibration mean IoU from 0.649 to 0.658
 # (`bench/long_run.py`) but lowered the full profile's 32-filter model's by 0.011, and its validation
-# mean IoU by 0.006 (bench/README.md): a gain no larger than the spread between runs, so it stays off. Test-time
-# augmentation helps a little on every metric but doubles the cost of every prediction, so calibrate leaves
-# it off by default; the full profile turns it on, measured on its own model's validation and calibration
-# splits (`bench/tta_check.py`). The two epoch rules picked the same epoch here (as in two earlier runs at
-# 64 px, where they differed by 0.002); the kept one is the rule that scores what the report headlines.
+# mean IoU by 0.006 (bench/README.md): an effect no larger than the spread between runs, so it stays off.
+# Test-time augmentation helps a little on every metric but doubles the cost of every prediction, so
+# calibrate leaves it off by default; the full profile turns it on, measured on its own model's validation
+# and calibration splits (`bench/tta_check.py`). The two epoch rules picked the same epoch here (as in two
+# earlier runs at 64 px, where they differed by 0.002); the kept one is the rule that scores what the
+# report headlines.
 
 # %%
 model, result = training.train_model(

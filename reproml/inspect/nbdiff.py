@@ -22,7 +22,7 @@ from pathlib import Path
 
 from reproml.inspect.imgdiff import image_diff
 from reproml.inspect.lineage import VOLATILE_PROVENANCE, normalize_parameters, pfs_root, scrap_of, scraps_in
-from reproml.stage.cell_ids import set_stable_ids
+from reproml.stage.cell_ids import set_stable_ids, source_text
 
 KEPT_NOTEBOOK_METADATA = ("kernelspec", "jupytext")  # everything else is written per execution
 VOLATILE_CELL_METADATA = ("execution", "papermill", "collapsed", "scrolled", "ExecuteTime")
@@ -117,10 +117,6 @@ def mask_text(text: str, root: str | None = None) -> str:
     return text
 
 
-def _join(source) -> str:
-    return "".join(source) if isinstance(source, list) else (source or "")
-
-
 def normalize(nb: dict) -> dict:
     """A copy without volatile metadata, scrap outputs or provenance outputs, with volatile text masked."""
     provenance = ((nb.get("metadata") or {}).get("reproml") or {}).get("provenance") or {}
@@ -131,8 +127,8 @@ def normalize(nb: dict) -> dict:
         cell["metadata"] = {k: v for k, v in (cell.get("metadata") or {}).items()
                             if k not in VOLATILE_CELL_METADATA}
         tags = cell["metadata"].get("tags") or []
-        cell["source"] = mask_text(_join(cell.get("source")), root) if "injected-parameters" in tags \
-            else _join(cell.get("source"))
+        cell["source"] = mask_text(source_text(cell.get("source")), root) if "injected-parameters" in tags \
+            else source_text(cell.get("source"))
         if cell.get("cell_type") != "code":
             continue
         cell["execution_count"] = None
@@ -145,9 +141,9 @@ def normalize(nb: dict) -> dict:
 def _normalize_output(output: dict, root: str | None) -> dict:
     output = {k: v for k, v in output.items() if k != "execution_count"}
     if "text" in output:
-        output["text"] = mask_text(_join(output["text"]), root)
+        output["text"] = mask_text(source_text(output["text"]), root)
     if "data" in output:
-        output["data"] = {mime: mask_text(_join(value), root) if mime in TEXT_MIMES and not isinstance(value, dict)
+        output["data"] = {mime: mask_text(source_text(value), root) if mime in TEXT_MIMES and not isinstance(value, dict)
                           else value for mime, value in output["data"].items()}
     return output
 
@@ -197,7 +193,7 @@ def _output_changes(old: list, new: list, figures: Path | None, label: str) -> l
         images = [(o or {}).get("data", {}).get("image/png") for o in (a, b)]
         if all(images):
             figure = figures / f"{label}-output{index}.png" if figures else None
-            diff = image_diff(*(base64.b64decode(_join(i)) for i in images), figure=figure)
+            diff = image_diff(*(base64.b64decode(source_text(i)) for i in images), figure=figure)
             if not diff.changed:
                 continue
             entry.update(kind="image", image=diff.to_json(), summary=diff.summary())
@@ -208,7 +204,7 @@ def _output_changes(old: list, new: list, figures: Path | None, label: str) -> l
 
 
 def _cell_entry(change: str, cell: dict, a: int | None, b: int | None) -> dict:
-    first = next((line for line in _join(cell.get("source")).splitlines() if line.strip()), "")
+    first = next((line for line in source_text(cell.get("source")).splitlines() if line.strip()), "")
     return {"change": change, "a": a, "b": b, "cell_type": cell.get("cell_type"), "head": first[:80]}
 
 

@@ -15,9 +15,9 @@ ROLE_TAGS = ("injected-parameters", "parameters", "provenance")
 _PREFIX = {"code": "code", "markdown": "md", "raw": "raw"}
 
 
-def _source(cell) -> str:
-    source = cell.get("source") or ""
-    return "".join(source) if isinstance(source, list) else source
+def source_text(value) -> str:
+    """A multiline notebook string (a source, an output's text) as one string; on disk it may be a list."""
+    return "".join(value) if isinstance(value, list) else (value or "")
 
 
 def cell_id(cell) -> str:
@@ -26,7 +26,7 @@ def cell_id(cell) -> str:
     role = next((tag for tag in ROLE_TAGS if tag in tags), None)
     if role:
         return role
-    digest = hashlib.sha256(_source(cell).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(source_text(cell.get("source")).encode()).hexdigest()[:12]
     return f"{_PREFIX.get(cell.get('cell_type'), 'cell')}-{digest}"
 
 
