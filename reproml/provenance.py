@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 from importlib import metadata
@@ -16,6 +17,10 @@ from reproml.pfs.objects import sha256_file
 DEPLOYED_SPEC_ENV = "REPROML_SPEC_SHA256"
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "papermill", "jupytext", "scrapbook",
                 "keras-tuner", "python-pachyderm")
+# CPU features that change which kernels oneDNN and Eigen dispatch to, and so the last bits of a float
+# result: TensorFlow's op determinism holds "on the same hardware" only (tf.config.experimental docs).
+NUMERIC_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                     "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "asimd", "sve", "sve2", "bf16", "i8mm")
 
 
 def sha256_text(text: str) -> str:
@@ -72,3 +77,75 @@ def environment_fingerprint() -> dict:
             versions[name] = version
     return {"python": sys.version.split()[0], "fingerprint": sha256_text("\n".join(packages)),
             "packages": len(packages), "versions": versions}
+
+
+def _cpuinfo(text: str) -> tuple[str, list[str]]:
+    """The CPU model and its numerics-relevant flags, from the text of /proc/cpuinfo (x86 or Arm)."""
+    model, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    return model, [flag for flag in NUMERIC_CPU_FLAGS if flag in flags]
+
+
+def _gpus(environ=None) -> list[str]:
+    """The NVIDIA GPUs the driver lists, unless CUDA_VISIBLE_DEVICES hides them all (then none is used)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return []
+    found = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("Model:"):
+                found.append(line.partition(":")[2].strip())
+    return found
+
+
+def hardware_fingerprint(cpuinfo: str | None = None, environ=None) -> dict:
+    """The machine a result was computed on, as far as it can change floating-point results.
+
+    Returns:
+        dict with machine (e.g. x86_64), cpu (model name), cpu_flags (the `NUMERIC_CPU_FLAGS` it has),
+        cpus (logical CPUs this process may use) and gpus (NVIDIA models).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    model, flags = _cpuinfo(cpuinfo)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"machine": platform.machine(), "cpu": model or platform.processor() or "unknown", "cpu_flags": flags,
+            "cpus": cpus, "gpus": _gpus(environ)}
+
+
+def hardware_differences(then: dict | None, now: dict) -> list[str]:
+    """What differs between two `hardware_fingerprint`s that can change results; [] when then is unknown."""
+    if not then:
+        return []
+    found = []
+    if (then.get("machine"), then.get("cpu")) != (now.get("machine"), now.get("cpu")):
+        found.append(f"CPU {then.get('cpu')} ({then.get('machine')}) then, {now.get('cpu')} ({now.get('machine')}) now")
+    lost = [f for f in then.get("cpu_flags", []) if f not in now.get("cpu_flags", [])]
+    gained = [f for f in now.get("cpu_flags", []) if f not in then.get("cpu_flags", [])]
+    if lost or gained:
+        found.append("instruction sets " + ", ".join([*(f"{f} only then" for f in lost),
+                                                      *(f"{f} only now" for f in gained)]))
+    if then.get("gpus", []) != now.get("gpus", []):
+        found.append(f"GPUs {', '.join(then.get('gpus') or ['none'])} then, {', '.join(now.get('gpus') or ['none'])} now")
+    if then.get("cpus") != now.get("cpus"):
+        found.append(f"{then.get('cpus')} CPUs then, {now.get('cpus')} now")
+    return found
+
+
+def hardware_summary(hardware: dict | None) -> str | None:
+    """One line for people: `AMD EPYC, 2 CPUs, avx512_bf16` (the widest float features), GPUs if any."""
+    if not hardware:
+        return None
+    widest = [f for f in hardware.get("cpu_flags", []) if f in ("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "sve")]
+    parts = [str(hardware.get("cpu")), f"{hardware.get('cpus')} CPUs", *widest[:2], *hardware.get("gpus", [])]
+    return ", ".join(parts)

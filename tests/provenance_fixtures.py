@@ -23,6 +23,8 @@ from reproml.pfs import CommitRef, Store
 SCRAP_MIME = "application/scrapbook.scrap.json+json"
 GIT = {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": False, "source": "git"}
 ENVIRONMENT = {"python": "3.11.7", "fingerprint": "e" * 64, "packages": 200, "versions": {"numpy": "2.1.3"}}
+HARDWARE = {"machine": "x86_64", "cpu": "AMD EPYC 9R14", "cpu_flags": ["avx", "avx2", "fma", "avx512f", "avx512_bf16"],
+            "cpus": 2, "gpus": []}
 CHAIN = [  # (pipeline, inputs, notebook, report name)
     ("stream", [], "notebooks/stream.py", "stream.ipynb"),
     ("warehouse", ["stream"], "notebooks/warehouse.py", "warehouse.ipynb"),
@@ -55,7 +57,7 @@ def _stamp(clock: float) -> str:
 
 
 def executed_notebook(stage: str, params: dict, inputs: list[dict], scraps: dict, seed: float,
-                      notebook: str, output_commit: str, figure_size: int = 32) -> bytes:
+                      notebook: str, output_commit: str, figure_size: int = 32, hardware: dict = HARDWARE) -> bytes:
     """An executed notebook as the stage runner leaves it, with fresh volatile times and ids."""
     clock = time.time()
     root = f"/tmp/store/tmp/{uuid.uuid4().hex}/{uuid.uuid4().hex[:16]}/pfs"
@@ -67,7 +69,7 @@ def executed_notebook(stage: str, params: dict, inputs: list[dict], scraps: dict
         "parameters": parameters, "inputs": inputs,
         "spec": {"pipeline": stage, "path": f"pachyderm/{stage}.yaml",
                  "sha256": hashlib.sha256(stage.encode()).hexdigest()},
-        "git": GIT, "environment": ENVIRONMENT, "seed": params.get("seed"), "profile": "quick",
+        "git": GIT, "environment": ENVIRONMENT, "hardware": hardware, "seed": params.get("seed"), "profile": "quick",
         "job_id": uuid.uuid4().hex, "datum_id": uuid.uuid4().hex, "output_commit": output_commit,
         "runner": "reproml 0.1.0", "duration_s": round(clock % 7, 3),
     }
@@ -137,7 +139,7 @@ def _outputs(stage: str, learning_rate: float, source: str, figure_size: int = 3
 
 
 def make_run(store: Store, learning_rate: float = 0.001, base: dict | None = None,
-             source: str = "synthetic:8", figure_size: int = 32) -> dict[str, CommitRef]:
+             source: str = "synthetic:8", figure_size: int = 32, hardware: dict = HARDWARE) -> dict[str, CommitRef]:
     """Write one run's commits (reusing `base`'s stream..tune commits when given); return them by pipeline.
 
     `figure_size` (pixels) makes the figures as large as real report figures, for benchmarks.
@@ -158,6 +160,6 @@ def make_run(store: Store, learning_rate: float = 0.001, base: dict | None = Non
             for path, data in files.items():
                 c.put_file(path, data)
             c.put_file(report, executed_notebook(stage, params, input_records, scraps, learning_rate, notebook, c.id,
-                                                 figure_size))
+                                                 figure_size, hardware))
         made[stage] = CommitRef(stage, c.id)
     return made

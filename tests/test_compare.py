@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from provenance_fixtures import make_run, metrics_for
+from provenance_fixtures import HARDWARE, make_run, metrics_for
 from test_lineage import run_verb
 
 from reproml.inspect import compare
@@ -28,6 +28,19 @@ def test_runs_that_differ_in_the_learning_rate_show_only_that_and_the_metric_del
     text = compare.format_comparison(result)
     assert "model     learning_rate  0.001  0.003" in text
     assert "mean_iou        0.57   0.61   +0.04" in text
+
+
+def test_runs_made_on_other_hardware_say_so_where_they_were_remade(store):
+    first = make_run(store, 0.001)
+    second = make_run(store, 0.001, base=first, hardware={**HARDWARE, "cpu": "Intel(R) Xeon(R) Platinum 8480+",
+                                                          "cpu_flags": [*HARDWARE["cpu_flags"], "amx_bf16"]})
+    result = compare.compare_runs(store, f"evaluate@{first['evaluate'].id}", f"evaluate@{second['evaluate'].id}")
+    assert {(d["pipeline"], d["what"]) for d in result.differences} == {
+        ("model", "hardware"), ("calibrate", "hardware"), ("evaluate", "hardware")}
+    [model] = [d for d in result.differences if d["pipeline"] == "model"]
+    assert (model["a"], model["b"]) == ("AMD EPYC 9R14, 2 CPUs, avx512_bf16",
+                                        "Intel(R) Xeon(R) Platinum 8480+, 2 CPUs, avx512_bf16, amx_bf16")
+    assert "Intel(R) Xeon(R) Platinum 8480+" in compare.format_comparison(result)
 
 
 def test_a_different_data_source_is_reported_at_the_source(store):

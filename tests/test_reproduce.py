@@ -8,6 +8,7 @@ from provenance_fixtures import make_run
 from test_lineage import run_verb
 
 from conftest import PROJECT, echo_spec, reproml
+from reproml import provenance
 from reproml.errors import ReproError
 from reproml.inspect import lineage, reproduce
 from reproml.pfs import Store
@@ -113,6 +114,21 @@ def test_weights_fingerprint_must_match_only_when_deterministic(echo_project):
     assert fingerprint["old"] != fingerprint["new"] and not fingerprint["expected_identical"]
     assert loose.failures == []  # allowed to differ; the scrap delta is reported
     assert [d["key"] for d in loose.metric_deltas] == ["loss"]
+
+
+def test_a_rerun_on_other_hardware_names_what_differs(echo_project, monkeypatch):
+    project, store = echo_project
+    reproml("run", "--until", "model", store=store.root, cwd=project)
+    recorded = lineage.lineage(store, "model@master")["commits"][f"model@{store.branch_head('model')}"]["hardware"]
+    assert recorded and "CPUs" in recorded
+    here = provenance.hardware_fingerprint()
+    monkeypatch.setattr(provenance, "hardware_fingerprint", lambda: {**here, "cpu": "Some Other CPU", "cpus": 64})
+    result = reproduce.reproduce(store, project, "model@master", progress=lambda line: None)
+    assert result.hardware == [f"CPU {here['cpu']} ({here['machine']}) then, Some Other CPU ({here['machine']}) now",
+                               f"{here['cpus']} CPUs then, 64 now"]
+    assert any(w.startswith("the hardware differs from the commit's (CPU ") for w in result.warnings)
+    assert result.failures == []  # this fixture's fingerprint does not depend on the machine
+    assert "warning: the hardware differs" in reproduce.format_reproduction(result)
 
 
 def test_a_tampered_input_file_stops_reproduce_and_fsck_names_it(echo_project, capsys, monkeypatch):

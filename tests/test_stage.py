@@ -11,6 +11,7 @@ import scrapbook as sb
 
 from conftest import FIXTURES, PROJECT
 from reproml.errors import ParameterError, ReproError, StageFailed
+from reproml.provenance import hardware_fingerprint
 from reproml.stage.cell_ids import set_stable_ids
 from reproml.stage.contract import ENV_VAR, DatumContext, DatumResult
 from reproml.stage.runner import StageRequest, coerce, resolve_parameters, run_stage
@@ -66,6 +67,7 @@ def test_the_executed_notebook_carries_provenance(tmp_path, monkeypatch):
     assert provenance["inputs"] == [{"name": "raw", "commit": "c0ffee", "sha256": provenance["inputs"][0]["sha256"]}]
     assert provenance["parameters"]["factor"] == 2 and provenance["notebook"]["sha256"]
     assert len(provenance["git"]["commit"]) == 40 and provenance["environment"]["fingerprint"]
+    assert provenance["hardware"] == hardware_fingerprint()  # determinism holds on the same hardware only
     assert json.loads((tmp_path / "out" / "counts" / "a.json").read_text()) == {"count": 2}
 
 

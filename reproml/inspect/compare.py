@@ -123,7 +123,7 @@ def data_hash(source, node: dict) -> str:
 
 def own_facts(node: dict, source=None) -> dict:
     """What a person could change about one pipeline's run: its parameters, then notebook, spec, git,
-    environment and, given a `source` and a pipeline without inputs, the data it brought in."""
+    environment, hardware and, given a `source` and a pipeline without inputs, the data it brought in."""
     facts = {k: v for k, v in (node.get("parameters") or {}).items() if k != "output_dir"}
     notebook = node.get("notebook")
     facts["notebook sha256"] = notebook.get("sha256") if isinstance(notebook, dict) and "sha256" in notebook \
@@ -133,6 +133,7 @@ def own_facts(node: dict, source=None) -> dict:
     facts["git commit"] = (f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}"
                            if isinstance(git, dict) and "commit" in git else git)
     facts["environment"] = node.get("environment")
+    facts["hardware"] = node.get("hardware")  # other CPU kernels, other last bits: weights may differ
     if source is not None and not node["inputs"]:
         facts["data"] = data_hash(source, node)
     return facts

@@ -20,6 +20,7 @@ from datetime import datetime
 from reproml.errors import ReproError
 from reproml.pfs import CommitRef
 from reproml.pfs.source import CommitSource
+from reproml.provenance import hardware_summary
 
 SCRAP_PREFIX = "application/scrapbook.scrap."  # one mimetype per encoder: json+json, text+json, ...
 PFS = "/pfs"  # what job-specific input paths are rewritten to, so two runs' parameters compare equal
@@ -163,6 +164,7 @@ def commit_node(source, commit: CommitRef, cache: RecordCache | None = None) -> 
             "git": _agree([p.get("git") for p in provs]),
             "environment": _agree([(p.get("environment") or {}).get("fingerprint") for p in provs]),
             "python": _agree([(p.get("environment") or {}).get("python") for p in provs]),
+            "hardware": _agree([hardware_summary(p.get("hardware")) for p in provs]),
             "seed": _agree([p.get("seed") for p in provs]),
             "profile": _agree([p.get("profile") for p in provs]),
         })
@@ -245,7 +247,7 @@ def describe(node: dict) -> list[str]:
         f"notebook {notebook.get('path', _value(node['notebook']))} sha256 {str(notebook.get('sha256', ''))[:12]}"
         f"  spec {str(node['spec'] or '-')[:12]}  git {str(git.get('commit', '-'))[:12]}"
         f"{' (dirty)' if git.get('dirty') else ''}  env {str(node['environment'] or '-')[:12]}"
-        f" (python {_value(node['python'])})"]
+        f" (python {_value(node['python'])})" + (f"  on {_value(node['hardware'])}" if node.get("hardware") else "")]
     params = {k: v for k, v in node["parameters"].items() if k != "output_dir"}
     if params:
         lines.append("parameters " + " ".join(f"{k}={_value(v)}" for k, v in params.items()))

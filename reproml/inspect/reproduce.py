@@ -10,7 +10,9 @@ onto the scratch branch `reproduce-<commit>` of the same repo; master does not m
 compared with the original ones: identical, differing (with the notebook-aware diff), added, missing.
 Files expected to be identical are every non-notebook output of the deterministic stages (stream,
 warehouse, transform) and, for a stage that ran with `deterministic: true`, the `weights_fingerprint`
-scrap; a difference there makes the command exit 1. Before anything runs, the stored content of the
+scrap; a difference there makes the command exit 1. TensorFlow promises identical results on the same
+hardware only, so the rerun is compared with the hardware the commit recorded and any difference (CPU
+model, instruction sets, CPU count, GPUs) is reported beside the verdict. Before anything runs, the stored content of the
 commit and its inputs is checked against its hashes, so a tampered file is named instead of silently
 reproduced.
 """
@@ -46,6 +48,7 @@ class Reproduction:
     fingerprints: dict = field(default_factory=dict)  # {notebook path: {"old", "new", "expected_identical"}}
     metric_deltas: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    hardware: list[str] = field(default_factory=list)  # how the rerun's machine differs from the original's
     seconds: float = 0.0
 
     @property
@@ -53,7 +56,9 @@ class Reproduction:
         """What should have been identical and was not."""
         found = [f"/{d['path']} differs" for d in self.differing if d["expected_identical"]]
         found += [f"/{p} is missing from the rerun" for p in self.missing]
-        found += [f"weights fingerprint of /{p} changed: {v['old'][:12]} -> {v['new'][:12]}"
+        other_machine = (" (expected where the hardware differs, as it does here: rerun on the machine the "
+                         "commit records to check the code)") if self.hardware else ""
+        found += [f"weights fingerprint of /{p} changed: {v['old'][:12]} -> {v['new'][:12]}{other_machine}"
                   for p, v in self.fingerprints.items() if v["expected_identical"] and v["old"] != v["new"]]
         return found
 
@@ -190,9 +195,25 @@ def reproduce(store: Store, project: Path, ref, progress=print) -> Reproduction:
     original = store.resolve(ref)
     new, branch, warnings = rerun(store, project, original, progress)
     result = compare_commits(store, original, new, branch)
+    result.hardware = hardware_changes(store, original)
     result.warnings = warnings + _drift(store, original, Path(project))
+    if result.hardware:
+        result.warnings.append("the hardware differs from the commit's (" + "; ".join(result.hardware) + "): "
+                               "TensorFlow's op determinism holds on the same hardware only")
     result.seconds = round(time.time() - started, 1)
     return result
+
+
+def _recorded_provenance(store: Store, commit: CommitRef) -> dict:
+    files = store.notebook_files(commit)
+    return (parse_notebook(store.read_file(commit, files[0].path))[0] or {}) if files else {}
+
+
+def hardware_changes(store: Store, commit: CommitRef) -> list[str]:
+    """How this machine differs from the one the commit's notebooks recorded (`provenance.hardware`)."""
+    from reproml.provenance import hardware_differences, hardware_fingerprint
+
+    return hardware_differences(_recorded_provenance(store, commit).get("hardware"), hardware_fingerprint())
 
 
 def _drift(store: Store, commit: CommitRef, project: Path) -> list[str]:
@@ -202,10 +223,9 @@ def _drift(store: Store, commit: CommitRef, project: Path) -> list[str]:
         PROJECT as RUNNER_PROJECT,  # the runner records the git state of its own checkout
     )
 
-    files = store.notebook_files(commit)
-    if not files:
+    provenance = _recorded_provenance(store, commit)
+    if not provenance:
         return []
-    provenance = parse_notebook(store.read_file(commit, files[0].path))[0] or {}
     found = []
     then, now = (provenance.get("git") or {}).get("commit"), git_state(RUNNER_PROJECT).get("commit")
     if then and then != now:

@@ -15,7 +15,7 @@ from reproml.inspect.site_figures import lineage_layout
 from reproml.inspect.site_templates import render
 from reproml.pfs import CommitRef
 
-PROVENANCE = ("commit", "finished", "notebook", "spec", "git", "environment", "python", "seed", "profile")
+PROVENANCE = ("commit", "finished", "notebook", "spec", "git", "environment", "python", "hardware", "seed", "profile")
 
 
 def run_figures(store, commit: CommitRef) -> list[tuple[str, bytes]]:
@@ -53,7 +53,7 @@ def provenance_row(node: dict) -> dict:
         "spec": _cell(node.get("spec")),
         "git": f"{str(git.get('commit'))[:12]}{' (dirty)' if git.get('dirty') else ''}" if isinstance(git, dict)
         else _cell(git),
-        **{key: _cell(node.get(key)) for key in ("environment", "python", "seed", "profile")},
+        **{key: _cell(node.get(key)) for key in ("environment", "python", "hardware", "seed", "profile")},
     }
 
 

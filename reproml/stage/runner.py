@@ -33,6 +33,7 @@ from reproml.provenance import (
     canonical_hash,
     environment_fingerprint,
     git_state,
+    hardware_fingerprint,
     tree_hash,
 )
 from reproml.stage import scraps
@@ -50,6 +51,11 @@ def _environment() -> dict:
     # What is installed cannot change under a running stage: a batched runner reads the distributions'
     # metadata (~50 ms) once, not once per datum.
     return environment_fingerprint()
+
+
+@functools.cache
+def _hardware() -> dict:
+    return hardware_fingerprint()
 
 
 @dataclass
@@ -191,6 +197,7 @@ def collect_provenance(request: StageRequest, parameters: dict, context: DatumCo
         "spec": spec_provenance(context.pipeline),
         "git": git_state(PROJECT),
         "environment": _environment(),
+        "hardware": _hardware(),  # TensorFlow's determinism holds on the same hardware only
         "seed": parameters.get("seed"),
         "profile": context.profile or None,
         "job_id": context.job_id or None,
@@ -205,7 +212,7 @@ def provenance_cell(provenance: dict):
     import nbformat
 
     lines = [f"- **{k}**: `{json.dumps(v, sort_keys=True)}`" for k, v in provenance.items()
-             if k in ("stage", "parameters", "inputs", "git", "seed", "profile", "job_id")]
+             if k in ("stage", "parameters", "inputs", "git", "seed", "profile", "job_id", "hardware")]
     cell = nbformat.v4.new_code_cell(
         source='# Provenance, recorded by the stage runner (reproml.stage). Read it back with:\n'
                '# scrapbook.read_notebook(path).scraps["provenance"].data',
