@@ -4,9 +4,9 @@
 
 Warehouse and transform run in-process on sample+extra (as bench/recipe_ablation.py does); then one U-Net
 is trained with the notebooks' default recipe (strong augmentation, cross-entropy, warm-up + cosine,
-the epoch of highest validation mean IoU kept), printing one line per epoch, and scored on the validation,
-calibration and test splits with and without horizontal-flip test-time augmentation, each figure with its
-95 % bootstrap interval. Validation chose the epoch and flatters the model a little; compare settings on
+the epoch of highest validation mean IoU kept), printing the model stage's line per epoch, and scored on the
+validation, calibration and test splits with and without horizontal-flip test-time augmentation, each figure
+with its 95 % bootstrap interval. Validation chose the epoch and flatters the model a little; compare settings on
 calibration, and keep test for the record.
 The sizes of `profiles/full.yaml` (width, epochs, learning-rate range) come from runs of this script;
 bench/README.md records them.
@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 from training_data import REAL_SOURCES, real_transform_dir  # noqa: E402
 
 from reproml.seg import bootstrap, dataset, inference, training  # noqa: E402
@@ -31,19 +30,6 @@ from reproml.seg.recipe import Recipe  # noqa: E402
 
 SPLITS = ("validation", "calibration", "test")  # validation picked the epoch; calibration is the fair one to choose by
 SHOWN = ("pixel_accuracy", "iou_pet", "iou_background", "iou_border", "mean_iou")
-
-
-class EpochLine(keras.callbacks.Callback):
-    """One line per epoch: training and validation loss, validation accuracy and mean IoU, elapsed time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        print(f"epoch {epoch + 1:3d}  loss {logs['loss']:.3f}  val_loss {logs['val_loss']:.3f}  "
-              f"val_accuracy {logs['val_accuracy']:.3f}  val_mean_iou {logs['val_mean_iou']:.3f}  "
-              f"{time.perf_counter() - self.started:5.0f} s", flush=True)
 
 
 def main() -> None:
@@ -74,7 +60,7 @@ def main() -> None:
         training.set_determinism(args.seed, True)
         started = time.perf_counter()
         model, result = training.train_model(data, hp, epochs=args.epochs, output_dir=Path(scratch) / "run",
-                                             seed=args.seed, recipe=recipe, extra_callbacks=[EpochLine()])
+                                             seed=args.seed, recipe=recipe)
         minutes = (time.perf_counter() - started) / 60
         print(f"weights fingerprint {training.weights_fingerprint(model)[:12]} (the train notebook scraps the same)")
         for split, (images, labels) in splits.items():

@@ -205,6 +205,27 @@ def test_fit_keeps_the_weights_of_the_best_epoch(tmp_path: Path, select_by: str)
     assert training.weights_fingerprint(model) == per_epoch[result.best_epoch - 1]
 
 
+def test_each_epoch_prints_one_line_with_the_best_so_far_and_the_time_left() -> None:
+    # begin/end of each epoch: the first takes 30 s (tracing, cache fill), the next ones 20 s
+    ticks = iter([0.0, 30.0, 30.0, 50.0, 50.0, 70.0, 70.0, 90.0])
+    lines: list[str] = []
+    progress = training.EpochProgress(4, "val_mean_iou", clock=lambda: next(ticks), out=lines.append)
+    for epoch, miou in enumerate([0.40, 0.55, 0.50, 0.56]):
+        progress.on_epoch_begin(epoch)
+        progress.on_epoch_end(epoch, {"loss": 0.9 - epoch / 10, "val_loss": 0.8, "val_mean_iou": miou})
+    assert lines == [
+        "epoch 1/4  loss 0.900  val_loss 0.800  val_mean_iou 0.400 (best)  30 s  ~1.5 min left",
+        "epoch 2/4  loss 0.800  val_loss 0.800  val_mean_iou 0.550 (best)  20 s  ~40 s left",
+        "epoch 3/4  loss 0.700  val_loss 0.800  val_mean_iou 0.500 (best 0.550 at epoch 2)  20 s  ~20 s left",
+        "epoch 4/4  loss 0.600  val_loss 0.800  val_mean_iou 0.560 (best)  20 s  done in 1.5 min",
+    ]
+    by_loss = training.EpochProgress(600, "val_loss", clock=iter([0.0, 20.0, 20.0, 40.0]).__next__, out=lines.append)
+    for epoch, loss in enumerate([0.7, 0.9]):
+        by_loss.on_epoch_begin(epoch)
+        by_loss.on_epoch_end(epoch, {"loss": 1.0, "val_loss": loss})
+    assert lines[-1] == "epoch   2/600  loss 1.000  val_loss 0.900 (best 0.700 at epoch 1)  20 s  ~3.3 h left"
+
+
 def test_fit_refuses_an_unknown_selection_rule(tmp_path: Path) -> None:
     model = build_unet(32, depth=2, base_filters=4, dropout=0.1)
     with pytest.raises(ValueError, match="select_by must be one of val_loss, val_mean_iou; got 'loss'"):

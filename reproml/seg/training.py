@@ -8,10 +8,11 @@ TensorFlow op determinism, so two runs on the same machine give bit-identical we
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,6 +227,56 @@ class Throughput(keras.callbacks.Callback):
         return self.images_per_epoch * len(seconds) / sum(seconds) if sum(seconds) > 0 else float("nan")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch for a person waiting: losses, the selection metric and its best so far, time left.
+
+    Replaces Keras's own line (`verbose=2`), which names neither the epoch's number among its lines nor
+    how long the rest will take; a long stage's heartbeat repeats the newest line.
+    """
+
+    def __init__(self, epochs: int, select_by: str, clock: Callable[[], float] = time.perf_counter,
+                 out: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.epochs, self.select_by, self.clock = epochs, select_by, clock
+        self.out = out or functools.partial(print, flush=True)
+        self.sign = -1 if select_by == "val_loss" else 1  # lower loss is better, higher IoU
+        self.durations: list[float] = []
+        self.best: tuple[float, int] | None = None  # (value, epoch)
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = self.clock()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self.durations.append(self.clock() - self._start)
+        value = logs.get(self.select_by)
+        # Strictly better only, so a tie keeps the earlier epoch, as the best-epoch checkpoint does.
+        if value is not None and (self.best is None or self.sign * (value - self.best[0]) > 0):
+            self.best = (value, epoch + 1)
+        shown = ["loss", "val_loss"] + ([self.select_by] if self.select_by != "val_loss" else [])
+        parts = []
+        for name in shown:
+            if name in logs:
+                part = f"{name} {logs[name]:.3f}"
+                if name == self.select_by and self.best is not None:
+                    part += " (best)" if self.best[1] == epoch + 1 else f" (best {self.best[0]:.3f} at epoch {self.best[1]})"
+                parts.append(part)
+        # The first epoch traces the graph and fills the cache: the estimate uses the later ones once it can.
+        steady = self.durations[1:] or self.durations
+        left = (self.epochs - epoch - 1) * sum(steady) / len(steady)
+        when = f"~{_duration(left)} left" if epoch + 1 < self.epochs else f"done in {_duration(sum(self.durations))}"
+        width = len(str(self.epochs))
+        self.out(f"epoch {epoch + 1:>{width}}/{self.epochs}  " + "  ".join(parts)
+                 + f"  {self.durations[-1]:.0f} s  {when}")
+
+
 @dataclass
 class FitResult:
     """What a training run produced besides the model itself."""
@@ -260,7 +311,7 @@ def fit(
         output_dir: Folder for logs/ and checkpoints/ (best.weights.h5, last.weights.h5).
         n_train_images: Images per training epoch, for the throughput.
         restore_best: Load the weights of the best epoch (by `select_by`) at the end.
-        verbose: Keras verbosity (2: one line per epoch, readable in an executed notebook).
+        verbose: 2: one `EpochProgress` line per epoch (readable in an executed notebook); 0: silent.
         select_by: One of SELECT_BY: "val_loss" (lowest) or "val_mean_iou" (highest).
         extra_callbacks: More Keras callbacks (benchmarks' timers, tune's progress line).
 
@@ -289,10 +340,11 @@ def fit(
         ),
         keras.callbacks.ModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
         *extra_callbacks,
+        *([EpochProgress(epochs, select_by)] if verbose else []),
     ]
     start = time.perf_counter()
     keras_history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False
     )
     seconds = time.perf_counter() - start
     history = {key: [float(v) for v in values] for key, values in sorted(keras_history.history.items())}
