@@ -7,7 +7,11 @@ Starts the real `seldon-core-microservice` (through `reproml.serving.server.Serv
 2. Serving overhead: p50 of one request vs p50 of the compiled in-process `tf.function` call of the same model.
 3. JSON ndarray vs binData vs strData: payload bytes and p50, side by side.
 
-Usage: `.venv/bin/python bench/serving.py [--requests 1000] [--clients 4] [--size 128]`
+Usage: `.venv/bin/python bench/serving.py [--requests 1000] [--clients 4] [--size 128] [--filters 16] [--tta]`
+
+`--filters 32 --tta` serves what the full profile releases (a 32-filter U-Net whose calibration says
+`tta: true`, so every request runs the model on the image and on its mirror image); the in-process side
+then runs the same two passes, so the overhead ratio compares like with like.
 """
 
 from __future__ import annotations
@@ -36,14 +40,14 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def make_release(root: Path, size: int):
+def make_release(root: Path, size: int, filters: int = 16, tta: bool = False):
     """A store with one release of an untrained U-Net at `size` (the architecture the pipeline trains)."""
     from reproml.pfs import Store
     from reproml.seg.unet import build_unet
 
-    model = build_unet(size)
+    model = build_unet(size, base_filters=filters)
     model.save(root / "model.keras")
-    calibration = {"temperature": 1.0, "weights_fingerprint": "bench", "model_commit": "bench"}
+    calibration = {"temperature": 1.0, "weights_fingerprint": "bench", "model_commit": "bench", "tta": tta}
     record = {"released": True, "metrics": {}, "provenance": {"evaluate_commit": "bench",
                                                                "weights_fingerprint": "bench"}}
     store = Store.open(root / "store")
@@ -55,11 +59,17 @@ def make_release(root: Path, size: int):
     return store, model
 
 
-def in_process_timer(model, size: int):
+def in_process_timer(model, size: int, tta: bool = False):
     """A function timing (ms) the fastest in-process inference: a compiled tf.function on one image."""
     import tensorflow as tf
 
-    infer = tf.function(lambda x: model(x, training=False))
+    def forward(x):
+        logits = model(x, training=False)
+        if tta:  # what the server does for a release calibrated with TTA: the mirror image's logits averaged in
+            logits = (logits + tf.reverse(model(tf.reverse(x, axis=[2]), training=False), axis=[2])) / 2
+        return logits
+
+    infer = tf.function(forward)
     x = tf.constant(np.random.default_rng(0).random((1, size, size, 3), np.float32))
     for _ in range(10):
         infer(x).numpy()
@@ -137,12 +147,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients in the load test")
     parser.add_argument("--size", type=int, default=128, help="model input and test image side, in pixels")
     parser.add_argument("--runs", type=int, default=100, help="sequential requests per p50 figure")
+    parser.add_argument("--filters", type=int, default=16, help="the U-Net's base filters (the full profile: 32)")
+    parser.add_argument("--tta", action="store_true", help="release with hflip test-time augmentation (the full "
+                        "profile's calibrate.tta): two forward passes per request")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from reproml.serving.server import Server
 
     root = Path(tempfile.mkdtemp(prefix="reproml-bench-"))
-    store, model = make_release(root, args.size)
+    store, model = make_release(root, args.size, args.filters, args.tta)
     with Image.open(IMAGE) as image:
         pixels = image.convert("RGB").resize((args.size, args.size), Image.BILINEAR)
     buffer = io.BytesIO()
@@ -152,13 +165,14 @@ def main() -> None:
               "binData": json.dumps({"binData": base64.b64encode(jpeg).decode()}).encode(),
               "strData": json.dumps({"strData": base64.b64encode(jpeg).decode()}).encode()}
 
-    local = in_process_timer(model, args.size)
+    local = in_process_timer(model, args.size, args.tta)
     server = Server("release@master", port=0, store=store, log=root / "server.log").start()
     try:
         server.wait_ready()
         for _ in range(20):  # warm the connection path
             post(server.port, bodies["binData"])
-        print(f"model: U-Net {args.size}x{args.size}, {model.count_params():,} parameters; server log {root}/server.log")
+        print(f"model: U-Net {args.size}x{args.size}, {args.filters} filters, {model.count_params():,} parameters, "
+              f"TTA {'on (two passes)' if args.tta else 'off'}; server log {root}/server.log")
 
         result = load(server.port, bodies["binData"], args.requests, args.clients)
         print(f"\n1. load: {args.requests} requests, {args.clients} clients, {args.size}x{args.size} JPEG as binData")
