@@ -11,10 +11,10 @@ compared with the original ones: identical, differing (with the notebook-aware d
 Files expected to be identical are every non-notebook output of the deterministic stages (stream,
 warehouse, transform) and, for a stage that ran with `deterministic: true`, the `weights_fingerprint`
 scrap; a difference there makes the command exit 1. TensorFlow promises identical results on the same
-hardware only, so the rerun is compared with the hardware the commit recorded and any difference (CPU
-model, instruction sets, CPU count, GPUs) is reported beside the verdict. Before anything runs, the stored content of the
-commit and its inputs is checked against its hashes, so a tampered file is named instead of silently
-reproduced.
+hardware only, so the machine is compared with the one the commit recorded and any difference (CPU
+model, instruction sets, CPU count, GPUs) is reported beside the verdict. Before anything runs, the
+stored content of the commit and its inputs is checked against its hashes, so a tampered file is named
+instead of silently reproduced.
 """
 
 import ast
