@@ -76,6 +76,8 @@ def test_parameters_differ_only_in_values_a_person_chose():
 @pytest.mark.parametrize("text,masked", [
     ("done at 2026-11-29T17:01:28.902635+00:00", "done at <time>"),
     ("epoch 1: 3.2s 45ms/step - loss 0.51", "epoch 1: <duration> <duration> - loss 0.51"),
+    ("epoch 3/80  loss 0.5 (best)  17 s  ~20.4 min left", "epoch 3/80  loss 0.5 (best)  <duration>  ~<duration> left"),
+    ("epoch 80/80  done in 1.2 h", "epoch 80/80  done in <duration>"),
     ("<Figure at 0x7f3a2b1c9d80>", "<Figure at <address>>"),
     ("3 samples at 128x128 in shard-01", "3 samples at 128x128 in shard-01"),
 ])

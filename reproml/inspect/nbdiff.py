@@ -28,7 +28,7 @@ KEPT_NOTEBOOK_METADATA = ("kernelspec", "jupytext")  # everything else is writte
 VOLATILE_CELL_METADATA = ("execution", "papermill", "collapsed", "scrolled", "ExecuteTime")
 VOLATILE_TEXT = (
     (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?"), "<time>"),
-    (re.compile(r"\b\d+(\.\d+)?\s?(ms|us|µs|s)(/step|/epoch|/sample)?\b"), "<duration>"),
+    (re.compile(r"\b\d+(\.\d+)?\s?(ms|us|µs|s|min|h)(/step|/epoch|/sample)?\b"), "<duration>"),
     (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "<address>"),
 )
 TEXT_MIMES = ("text/plain", "text/markdown", "text/html", "application/json")
