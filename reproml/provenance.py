@@ -143,9 +143,10 @@ def hardware_differences(then: dict | None, now: dict) -> list[str]:
 
 
 def hardware_summary(hardware: dict | None) -> str | None:
-    """One line for people: `AMD EPYC, 2 CPUs, avx512_bf16` (the widest float features), GPUs if any."""
+    """One line for people: `AMD EPYC, 2 CPUs, avx512_bf16` (its two widest float features), GPUs if any."""
     if not hardware:
         return None
-    widest = [f for f in hardware.get("cpu_flags", []) if f in ("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "sve")]
-    parts = [str(hardware.get("cpu")), f"{hardware.get('cpus')} CPUs", *widest[:2], *hardware.get("gpus", [])]
+    flags = hardware.get("cpu_flags", [])
+    widest = [f for f in ("amx_bf16", "amx_fp16", "avx512_bf16", "avx512_fp16", "sve") if f in flags][:2]
+    parts = [str(hardware.get("cpu")), f"{hardware.get('cpus')} CPUs", *widest, *hardware.get("gpus", [])]
     return ", ".join(parts)

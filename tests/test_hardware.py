@@ -15,10 +15,10 @@ pytestmark = pytest.mark.unit
 XEON = """processor\t: 0
 vendor_id\t: GenuineIntel
 model name\t: Intel(R) Xeon(R) Platinum 8480+
-flags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+flags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
 processor\t: 1
 model name\t: Intel(R) Xeon(R) Platinum 8480+
-flags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+flags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
 """
 EPYC = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx avx2 fma avx512f avx512_vnni avx512_bf16\n"
 GRAVITON = "processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd sve bf16 i8mm\nCPU implementer\t: 0x41\n"
@@ -27,7 +27,7 @@ GRAVITON = "processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd sve bf16 i
 def test_the_fingerprint_names_the_cpu_and_the_instruction_sets_that_change_float_results():
     xeon = hardware_fingerprint(XEON, environ={"CUDA_VISIBLE_DEVICES": ""})
     assert xeon["cpu"] == "Intel(R) Xeon(R) Platinum 8480+"
-    assert xeon["cpu_flags"] == ["avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+    assert xeon["cpu_flags"] == ["avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
                                  "amx_tile", "amx_bf16", "amx_int8"]  # fpu, sse: no kernel choice hangs on them
     assert xeon["gpus"] == [] and xeon["cpus"] >= 1
     assert hardware_fingerprint(GRAVITON)["cpu_flags"] == ["asimd", "sve", "bf16", "i8mm"]
@@ -42,7 +42,7 @@ def test_differences_name_what_changed_and_nothing_when_the_machine_is_the_same(
     assert hardware_differences(None, epyc) == []  # made before hardware was recorded: nothing to say
     found = hardware_differences(xeon, epyc)
     assert found[0].startswith("CPU Intel(R) Xeon(R) Platinum 8480+ (") and "AMD EPYC 9R14" in found[0]
-    assert found[1] == "instruction sets amx_tile only then, amx_bf16 only then, amx_int8 only then"
+    assert found[1] == "instruction sets avx512_fp16 only then, amx_tile only then, amx_bf16 only then, amx_int8 only then"
     assert len(found) == 2
     assert hardware_differences({**epyc, "gpus": ["NVIDIA H200"]}, epyc) == ["GPUs NVIDIA H200 then, none now"]
     assert hardware_differences({**epyc, "cpus": 16}, {**epyc, "cpus": 2}) == ["16 CPUs then, 2 now"]
@@ -50,7 +50,7 @@ def test_differences_name_what_changed_and_nothing_when_the_machine_is_the_same(
 
 def test_the_summary_is_one_line_with_the_widest_float_features():
     xeon = {**hardware_fingerprint(XEON, environ={"CUDA_VISIBLE_DEVICES": ""}), "cpus": 2}
-    assert hardware_summary(xeon) == "Intel(R) Xeon(R) Platinum 8480+, 2 CPUs, avx512_bf16, amx_bf16"
+    assert hardware_summary(xeon) == "Intel(R) Xeon(R) Platinum 8480+, 2 CPUs, amx_bf16, avx512_bf16"
     assert hardware_summary({**xeon, "cpu_flags": [], "gpus": ["NVIDIA H200"]}) == (
         "Intel(R) Xeon(R) Platinum 8480+, 2 CPUs, NVIDIA H200")
     assert hardware_summary(None) is None
