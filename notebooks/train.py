@@ -57,7 +57,7 @@ imagenet_weights: bool = False  # mobilenetv2 only: start from ImageNet weights 
 seed: int = 42  # seeds weights, data order and augmentation
 select_by: str = "val_mean_iou"  # the epoch kept: "val_loss" (lowest) or "val_mean_iou" (highest); see Training
 deterministic: bool = True  # TensorFlow op determinism: identical weights on a rerun, at a small speed cost
-mixed_precision: bool = False  # float16 (GPU) or bfloat16 (CPU) compute; float32 weights and logits
+mixed_precision: bool = False  # float16 (GPU) or bfloat16 (CPU with AVX-512; else float32) compute
 output_dir: str = ""  # where the outputs go (required)
 
 # %% [markdown]

@@ -47,7 +47,7 @@ loss: str = "ce"  # trained (see train); trials train at a constant learning rat
 weight_decay: float = 0.0  # "the run" has no fixed length in Hyperband
 seed: int = 42  # seeds the search, the weights and the data order
 deterministic: bool = True  # TensorFlow op determinism, so the same seed scores trials identically
-mixed_precision: bool = False  # bfloat16 compute on a CPU, float16 on a GPU, as in train (float32 weights)
+mixed_precision: bool = False  # bfloat16 compute on a CPU (with AVX-512), float16 on a GPU, as in train
 output_dir: str = ""  # where the outputs go (required)
 
 # %% [markdown]

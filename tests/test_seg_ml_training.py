@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +206,33 @@ def test_fit_keeps_the_weights_of_the_best_epoch(tmp_path: Path, select_by: str)
     assert result.best_epoch < 4
     assert len(per_epoch) == 4
     assert training.weights_fingerprint(model) == per_epoch[result.best_epoch - 1]
+
+
+BFLOAT16_ON_AVX2 = """
+import json
+import numpy as np
+from reproml.seg import training
+from reproml.seg.recipe import Recipe
+from reproml.seg.unet import build_unet
+device = training.configure_device(mixed_precision=True)
+model = build_unet(32, depth=2, base_filters=4)
+training.compile_model(model, 1e-3, Recipe(schedule="constant"))
+model.fit(np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, 32, 32, 1), np.int32), epochs=1, verbose=0)
+print(json.dumps(device))
+"""
+
+
+def test_bfloat16_on_a_cpu_without_its_kernels_trains_in_float32_and_says_why() -> None:
+    # oneDNN has no bfloat16 convolution below AVX-512: capped at AVX2, as on many laptops and older
+    # servers, a mixed-precision model stage used to die in its first convolution ("could not create a
+    # primitive descriptor").
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", BFLOAT16_ON_AVX2], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    device = json.loads(done.stdout.strip().splitlines()[-1])
+    assert device["precision_policy"] == "float32"
+    assert device["precision_note"].startswith("bfloat16 was asked for, but this CPU's kernels cannot run it")
 
 
 def test_each_epoch_prints_one_line_with_the_best_so_far_and_the_time_left() -> None:

@@ -144,13 +144,34 @@ def set_determinism(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def bfloat16_problem() -> str | None:
+    """None when this CPU's kernels run a bfloat16 convolution and its gradient; otherwise the error.
+
+    oneDNN has bfloat16 convolutions from AVX-512 on (native with AVX512-BF16 or AMX, emulated on plain
+    AVX-512); on an AVX2-only CPU the first convolution of a mixed-precision model fails.
+    """
+    try:
+        images, kernel = tf.zeros([1, 4, 4, 3], tf.bfloat16), tf.zeros([3, 3, 3, 2], tf.bfloat16)
+        with tf.GradientTape() as tape:
+            tape.watch(kernel)
+            out = tf.nn.conv2d(images, kernel, 1, "SAME")
+        tape.gradient(out, kernel).numpy()
+        return None
+    except tf.errors.OpError as error:
+        # oneDNN's own words, without TensorFlow's node names and source file around them
+        text = error.message.splitlines()[0].split("message: ", 1)[-1].split(", in file", 1)[0]
+        return f"{type(error).__name__}: {text[:160]}"
+
+
 def configure_device(mixed_precision: bool = False) -> dict[str, object]:
     """Use the GPU when TensorFlow sees one (Keras places ops there itself) and set the precision policy.
 
-    Mixed precision is float16 on a GPU and bfloat16 on a CPU (where float16 kernels are slow).
+    Mixed precision is float16 on a GPU and bfloat16 on a CPU (where float16 kernels are slow). A CPU whose
+    kernels cannot run bfloat16 (no AVX-512) trains in float32 instead, and `precision_note` says why.
 
     Returns:
-        dict with device ("GPU" or "CPU"), gpus (their names) and precision_policy.
+        dict with device ("GPU" or "CPU"), gpus (their names), precision_policy, and precision_note when
+        the policy is not the one asked for.
     """
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
@@ -160,8 +181,15 @@ def configure_device(mixed_precision: bool = False) -> dict[str, object]:
         except RuntimeError:
             pass  # already initialised by an earlier call in this process: the setting holds
     policy = ("mixed_float16" if gpus else "mixed_bfloat16") if mixed_precision else "float32"
+    found = {}
+    problem = bfloat16_problem() if policy == "mixed_bfloat16" else None
+    if problem:
+        policy = "float32"
+        found["precision_note"] = (f"bfloat16 was asked for, but this CPU's kernels cannot run it ({problem}); "
+                                   "training in float32, which is slower but gives the same kind of model")
     keras.mixed_precision.set_global_policy(policy)
-    return {"device": "GPU" if gpus else "CPU", "gpus": [gpu.name for gpu in gpus], "precision_policy": policy}
+    return {"device": "GPU" if gpus else "CPU", "gpus": [gpu.name for gpu in gpus], "precision_policy": policy,
+            **found}
 
 
 def weights_fingerprint(model: keras.Model) -> str:
