@@ -235,6 +235,24 @@ def test_bfloat16_on_a_cpu_without_its_kernels_trains_in_float32_and_says_why() 
     assert device["precision_note"].startswith("bfloat16 was asked for, but this CPU's kernels cannot run it")
 
 
+def test_a_model_trained_in_bfloat16_still_predicts_on_a_cpu_without_its_kernels(tmp_path: Path) -> None:
+    # Trained where bfloat16 runs (the model keeps its layers' bfloat16 policy), evaluated or served
+    # where it does not: `inference.load_model` gives the same weights in float32 there.
+    save = ("import keras\nfrom reproml.seg.unet import build_unet\n"
+            "keras.mixed_precision.set_global_policy('mixed_bfloat16')\n"
+            f"build_unet(32, depth=2, base_filters=4).save({str(tmp_path / 'bf16.keras')!r})\n")
+    predict = ("import numpy as np\nfrom reproml.seg import inference\n"
+               f"model = inference.load_model({str(tmp_path / 'bf16.keras')!r})\n"
+               "logits = inference.predict_logits(model, np.zeros((2, 32, 32, 3), np.float32), tta=True)\n"
+               "print(logits.shape, logits.dtype, sorted({str(l.dtype_policy) for l in model.layers}))\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for script, isa in ((save, None), (predict, "AVX2")):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              env={**env, "ONEDNN_MAX_CPU_ISA": isa} if isa else env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "(2, 32, 32, 3) float32 ['<DTypePolicy \"float32\">']"
+
+
 def test_each_epoch_prints_one_line_with_the_best_so_far_and_the_time_left() -> None:
     # begin/end of each epoch: the first takes 30 s (tracing, cache fill), the next ones 20 s
     ticks = iter([0.0, 30.0, 30.0, 50.0, 50.0, 70.0, 70.0, 90.0])

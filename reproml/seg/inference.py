@@ -24,7 +24,35 @@ def load_model(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found; expected the model.keras written by train/model")
-    return keras.models.load_model(path, compile=False)
+    return runnable_here(keras.models.load_model(path, compile=False))
+
+
+def _float32_policies(config):
+    """A model config with every bfloat16 dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and "bfloat16" in str((config.get("config") or {}).get("name")):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
+def runnable_here(model: keras.Model) -> keras.Model:
+    """The model, or, where it computes in bfloat16 and this CPU's kernels cannot, its weights in float32.
+
+    A model trained with mixed precision keeps its layers' bfloat16 policy; on a CPU without AVX-512
+    its first convolution would fail (`training.bfloat16_problem`). Its weights are float32 either way.
+    """
+    if not any("bfloat16" in str(getattr(layer, "dtype_policy", "")) for layer in model.layers):
+        return model
+    from reproml.seg.training import bfloat16_problem
+
+    if bfloat16_problem() is None:
+        return model
+    clone = model.__class__.from_config(_float32_policies(model.get_config()))
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:

@@ -102,7 +102,9 @@ class SegmentationModel:
                                         "release stage holds model.keras, calibration.json and release.json")
         calibration = json.loads((folder / "calibration.json").read_text())
         release = json.loads((folder / "release.json").read_text())
-        model = tf.keras.models.load_model(folder / "model.keras", compile=False)
+        from reproml.seg.inference import load_model  # float32 where this CPU cannot run bfloat16
+
+        model = load_model(folder / "model.keras")
         height, width = model.inputs[0].shape[1:3]
         if height is None or width is None:
             raise ValueError(f"the model in {folder} has no fixed input size ({model.inputs[0].shape})")
