@@ -4,10 +4,10 @@
 
 Warehouse and transform run in-process on sample+extra (as bench/recipe_ablation.py does); then one U-Net
 is trained with the notebooks' default recipe (strong augmentation, cross-entropy, warm-up + cosine,
-the epoch of highest validation mean IoU kept), printing the model stage's line per epoch, and scored on the
-validation, calibration and test splits with and without horizontal-flip test-time augmentation, each figure
-with its 95 % bootstrap interval. Validation chose the epoch and flatters the model a little; compare settings on
-calibration, and keep test for the record.
+the epoch of highest validation mean IoU kept), printing the model stage's line per epoch, and scored on
+the validation, calibration and test splits with and without horizontal-flip test-time augmentation, each
+figure with its 95 % bootstrap interval. Validation chose the epoch and flatters the model a little;
+compare settings on calibration, and keep test for the record.
 The sizes of `profiles/full.yaml` (width, epochs, learning-rate range) come from runs of this script;
 bench/README.md records them.
 """

@@ -191,12 +191,15 @@ def reproduce(store: Store, project: Path, ref, progress=print) -> Reproduction:
     Returns:
         The comparison; `failures` lists what should have been identical and was not.
     """
+    from reproml.provenance import hardware_differences, hardware_fingerprint
+
     started = time.time()
     original = store.resolve(ref)
     new, branch, warnings = rerun(store, project, original, progress)
     result = compare_commits(store, original, new, branch)
-    result.hardware = hardware_changes(store, original)
-    result.warnings = warnings + _drift(store, original, Path(project))
+    recorded = _recorded_provenance(store, original)  # read once: the hardware and the drift both need it
+    result.hardware = hardware_differences(recorded.get("hardware"), hardware_fingerprint())
+    result.warnings = warnings + _drift(recorded, Path(project))
     if result.hardware:
         result.warnings.append("the hardware differs from the commit's (" + "; ".join(result.hardware) + "): "
                                "TensorFlow's op determinism holds on the same hardware only")
@@ -205,25 +208,18 @@ def reproduce(store: Store, project: Path, ref, progress=print) -> Reproduction:
 
 
 def _recorded_provenance(store: Store, commit: CommitRef) -> dict:
+    """The provenance the commit's first notebook recorded ({} when it has none)."""
     files = store.notebook_files(commit)
     return (parse_notebook(store.read_file(commit, files[0].path))[0] or {}) if files else {}
 
 
-def hardware_changes(store: Store, commit: CommitRef) -> list[str]:
-    """How this machine differs from the one the commit's notebooks recorded (`provenance.hardware`)."""
-    from reproml.provenance import hardware_differences, hardware_fingerprint
-
-    return hardware_differences(_recorded_provenance(store, commit).get("hardware"), hardware_fingerprint())
-
-
-def _drift(store: Store, commit: CommitRef, project: Path) -> list[str]:
+def _drift(provenance: dict, project: Path) -> list[str]:
     """Warnings when the project's notebook, code or environment moved since the commit was made."""
     from reproml.provenance import environment_fingerprint, git_state
     from reproml.stage.runner import (
         PROJECT as RUNNER_PROJECT,  # the runner records the git state of its own checkout
     )
 
-    provenance = _recorded_provenance(store, commit)
     if not provenance:
         return []
     found = []
