@@ -66,7 +66,7 @@ def multi_scale_logits(model, images: np.ndarray, scales: list[float]) -> np.nda
 
     size, total = images.shape[1], 0.0
     for scale in scales:
-        side = int(round(size * scale / 16)) * 16
+        side = max(16, int(round(size * scale / 16)) * 16)
         resized = images if side == size else tf.image.resize(images, (side, side)).numpy()
         logits = inference.predict_logits(model, resized, batch_size=8, tta=True)
         total = total + (logits if side == size else tf.image.resize(logits, (size, size)).numpy())
