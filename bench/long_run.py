@@ -74,7 +74,10 @@ def compare_epoch_rules(model: keras.Model, kept: KeepLastWeights, plain_epoch: 
     tta_epoch = max(scored, key=lambda e: (bootstrap.point(scored[e]["validation"], names)["mean_iou"], -e))
     print(f"kept by validation mean IoU: epoch {plain_epoch}; by validation mean IoU with TTA "
           f"(among the last {len(scored)}): epoch {tta_epoch}")
-    if plain_epoch not in scored or tta_epoch == plain_epoch:
+    if plain_epoch not in scored:
+        print(f"epoch {plain_epoch} is not among the kept epochs: nothing to pair (raise --keep-last)")
+        return
+    if tta_epoch == plain_epoch:
         return
     for split in ("calibration", "test"):
         diff = bootstrap.paired_difference_intervals(scored[tta_epoch][split], scored[plain_epoch][split], names)
