@@ -61,17 +61,19 @@ def split_stats(model: keras.Model, splits: dict, tta: bool) -> dict[str, dict]:
 def compare_epoch_rules(model: keras.Model, kept: KeepLastWeights, plain_epoch: int, splits: dict) -> None:
     """Score every kept epoch with TTA; pair the epoch validation-with-TTA keeps against `plain_epoch`."""
     names = dataset.CLASS_NAMES
-    scored = {}
+    scored, validation_tta = {}, {}
     print("epoch  validation mIoU (plain, TTA)  calibration mIoU (TTA)  test acc / mIoU (TTA)", flush=True)
     for epoch, weights in sorted(kept.weights.items()):
         model.set_weights(weights)
         plain = bootstrap.point(split_stats(model, {"validation": splits["validation"]}, False)["validation"], names)
         scored[epoch] = split_stats(model, splits, True)
         tta = {split: bootstrap.point(stats, names) for split, stats in scored[epoch].items()}
-        print(f"{epoch:>5}  {plain['mean_iou']:.4f}  {tta['validation']['mean_iou']:.4f}"
+        validation_tta[epoch] = tta["validation"]["mean_iou"]
+        print(f"{epoch:>5}  {plain['mean_iou']:.4f}  {validation_tta[epoch]:.4f}"
               f"  {tta['calibration']['mean_iou']:.4f}"
               f"  {tta['test']['pixel_accuracy']:.4f} / {tta['test']['mean_iou']:.4f}", flush=True)
-    tta_epoch = max(scored, key=lambda e: (bootstrap.point(scored[e]["validation"], names)["mean_iou"], -e))
+    # The first best epoch on ties, as the model stage's checkpoint keeps
+    tta_epoch = max(validation_tta, key=lambda e: (validation_tta[e], -e))
     print(f"kept by validation mean IoU: epoch {plain_epoch}; by validation mean IoU with TTA "
           f"(among the last {len(scored)}): epoch {tta_epoch}")
     if plain_epoch not in scored:
@@ -122,10 +124,10 @@ def main() -> None:
                                              seed=args.seed, recipe=recipe, extra_callbacks=[kept])
         minutes = (time.perf_counter() - started) / 60
         print(f"weights fingerprint {training.weights_fingerprint(model)[:12]} (the train notebook scraps the same)")
-        for split, (images, labels) in splits.items():
+        stats_by_tta = {tta: split_stats(model, splits, tta) for tta in (False, True)}
+        for split in splits:
             for tta in (False, True):
-                logits = inference.predict_logits(model, images, tta=tta)
-                stats = bootstrap.per_image_stats(logits, labels, 1.0, dataset.CLASS_NAMES)
+                stats = stats_by_tta[tta][split]
                 point = bootstrap.point(stats, dataset.CLASS_NAMES)
                 ci = bootstrap.intervals(stats, dataset.CLASS_NAMES)
                 figures = "  ".join(f"{name} {point[name]:.3f} [{ci[name][0]:.3f}, {ci[name][1]:.3f}]"
