@@ -1,7 +1,7 @@
 """Issue 14: how far one long, seeded training run gets on the real data, before spending a full profile on it.
 
     .venv/bin/python bench/long_run.py [--filters 32] [--epochs 64] [--learning-rate 2e-3] [--batch-size 8] [--ema-epochs 0]
-                                       [--keep-last 0]
+                                       [--keep-last 0] [--low-res-epochs 0 --low-res-size 96]
 
 Warehouse and transform run in-process on sample+extra (as bench/recipe_ablation.py does); then one U-Net
 is trained with the notebooks' default recipe (strong augmentation, cross-entropy, warm-up + cosine,
@@ -12,7 +12,8 @@ compare settings on calibration, and keep test for the record.
 With --keep-last N the weights of the last N epochs are kept (in memory) and each is scored on the three
 splits with TTA: which epoch validation mean IoU *with* TTA (as calibrate, evaluate and serving predict)
 would keep among them, against the model stage's rule (validation mean IoU without TTA), paired on
-calibration and test.
+calibration and test. --low-res-epochs N trains the first N epochs on images shrunk to --low-res-size px
+(the recipe's progressive resizing).
 The sizes of `profiles/full.yaml` (width, epochs, learning-rate range) come from runs of this script;
 bench/README.md records them.
 """
@@ -101,6 +102,9 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=int, default=2)
     parser.add_argument("--ema-epochs", type=float, default=0.0,
                         help="average the weights over about this many epochs (the recipe's ema_epochs; 0: off)")
+    parser.add_argument("--low-res-epochs", type=int, default=0, metavar="N",
+                        help="train the first N epochs at --low-res-size px (the recipe's low_res_epochs; 0: off)")
+    parser.add_argument("--low-res-size", type=int, default=96, help="their image side, in pixels")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep-last", type=int, default=0, metavar="N",
                         help="keep the last N epochs' weights and compare epoch rules with TTA (needs ~90 MB each)")
@@ -110,7 +114,8 @@ def main() -> None:
     training.configure_device(mixed_precision=True)
     hp = {"learning_rate": args.learning_rate, "base_filters": args.filters, "depth": args.depth,
           "batch_size": args.batch_size, "dropout": args.dropout}
-    recipe = Recipe(warmup_epochs=args.warmup_epochs, ema_epochs=args.ema_epochs)
+    recipe = Recipe(warmup_epochs=args.warmup_epochs, ema_epochs=args.ema_epochs,
+                    low_res_epochs=args.low_res_epochs, low_res_size=args.low_res_size)
     with tempfile.TemporaryDirectory(prefix="reproml-long-run-") as scratch:
         data = real_transform_dir(args.sources, args.img_size, Path(scratch))
         splits = {split: dataset.load_arrays(dataset.split_dir(data, split))[:2] for split in SPLITS}

@@ -52,6 +52,8 @@ weight_decay: float = 0.0  # 0: Adam; more: AdamW with this decoupled weight dec
 lr_schedule: str = "warmup_cosine"  # "constant" or "warmup_cosine" (warm-up, then cosine decay over all epochs)
 warmup_epochs: int = 1  # epochs of linear warm-up in "warmup_cosine"
 ema_epochs: float = 0.0  # 0: keep the trained weights; more: their moving average over ~that many epochs
+low_res_epochs: int = 0  # 0: every epoch at the data's size; more: the first ones at low_res_size px (cheaper)
+low_res_size: int = 96  # image side of those epochs; divisible by 2**depth
 encoder: str = "scratch"  # "scratch" (plain U-Net) or "mobilenetv2"
 imagenet_weights: bool = False  # mobilenetv2 only: start from ImageNet weights (downloads them: needs internet)
 seed: int = 42  # seeds weights, data order and augmentation
@@ -77,7 +79,8 @@ hp, hp_origin = training.resolve_hp(
     hp_file,
 )
 recipe = Recipe(augment=augment, loss=loss, weight_decay=weight_decay, schedule=lr_schedule,
-                warmup_epochs=warmup_epochs, ema_epochs=ema_epochs)
+                warmup_epochs=warmup_epochs, ema_epochs=ema_epochs, low_res_epochs=low_res_epochs,
+                low_res_size=low_res_size)
 training.set_determinism(seed, deterministic)
 device = training.configure_device(mixed_precision)
 for key, value in hp.items():

@@ -14,6 +14,7 @@ from seg_ml_data import make_transform_output, one_epoch
 
 from reproml.seg import dataset, inference, recipe, training
 from reproml.seg.recipe import DEFAULT_RECIPE, Recipe
+from reproml.seg.unet import build_unet
 
 PROJECT = Path(__file__).resolve().parent.parent
 TINY_HP = {"learning_rate": 0.01, "base_filters": 4, "depth": 2, "batch_size": 4, "dropout": 0.1}
@@ -38,7 +39,8 @@ def test_the_notebooks_defaults_are_the_recipes_defaults():
         declared[notebook] = {name: value for name, value in re.findall(r"^(\w+): \w+ = (\S+)", text, re.M)}
     defaults = DEFAULT_RECIPE.to_json()
     names = {"augment": "augment", "loss": "loss", "weight_decay": "weight_decay", "schedule": "lr_schedule",
-             "warmup_epochs": "warmup_epochs", "ema_epochs": "ema_epochs"}
+             "warmup_epochs": "warmup_epochs", "ema_epochs": "ema_epochs", "low_res_epochs": "low_res_epochs",
+             "low_res_size": "low_res_size"}
     for field, parameter in names.items():
         assert declared["train"][parameter] == repr(defaults[field]).replace("'", '"'), field
     for field in ("augment", "loss", "weight_decay"):
@@ -210,13 +212,74 @@ def test_class_pixel_counts_cover_every_pixel(tmp_path: Path):
     assert counts.sum() == 2 * 32 * 32 and (counts > 0).all()
 
 
+# --- progressive resizing ------------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_resizing_shrinks_image_and_trimap_together_and_invents_no_label(tmp_path: Path):
+    _coded_split(tmp_path)
+    small = dataset.make_dataset(tmp_path, 3, augment="strong", seed=5, resize=16)
+    images, masks = one_epoch(small)
+    assert images.shape == (6, 16, 16, 3) and masks.shape == (6, 16, 16)
+    assert masks.dtype == np.uint8 and set(np.unique(masks)) == {0, 1, 2}  # nearest: no blended label
+    assert images.min() >= 0 and images.max() <= 1
+    # The red channel still encodes the label where the shrunk trimap says so (inner pixels of each class).
+    means = [images[..., 0][masks == k].mean() for k in range(3)]
+    assert means == sorted(means), means
+    np.testing.assert_array_equal(one_epoch(dataset.make_dataset(tmp_path, 3, augment="strong", seed=5,
+                                                                 resize=16))[1], masks)
+    with pytest.raises(ValueError, match="resize must be >= 1 pixel, got 0"):
+        dataset.make_dataset(tmp_path, 3, resize=0)
+
+
+def test_low_res_epochs_train_small_then_keep_a_full_size_model_of_the_best_epoch(tmp_path: Path, capsys):
+    """Two of four epochs at 16 px: the epochs number on across the switch, the kept model takes 32-px
+    images and holds the best epoch's weights (it scores what validation logged for that epoch)."""
+    root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
+
+    def run(name: str, low_res_epochs: int):
+        training.set_determinism(5, deterministic=True)
+        training.configure_device(mixed_precision=False)
+        return training.train_model(root, TINY_HP, epochs=4, output_dir=tmp_path / name, seed=5,
+                                    recipe=Recipe(low_res_epochs=low_res_epochs, low_res_size=16))
+
+    capsys.readouterr()
+    model, result = run("progressive", 2)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert model.input_shape == (None, 32, 32, 3)
+    assert all(len(values) == 4 for values in result.history.values())
+    assert result.best_epoch == int(np.argmax(result.history["val_mean_iou"])) + 1
+    kept = model.evaluate(dataset.make_dataset(dataset.split_dir(root, "validation"), 4), verbose=0,
+                          return_dict=True)["loss"]
+    assert np.isclose(kept, result.history["val_loss"][result.best_epoch - 1], atol=1e-5)
+    _, plain = run("plain", 0)
+    # The first epochs saw other (smaller) batches; the same data and seed otherwise.
+    assert result.history["loss"][0] != plain.history["loss"][0]
+
+
+@pytest.mark.unit
+def test_low_res_settings_that_cannot_train_are_refused(tmp_path: Path):
+    root = make_transform_output(tmp_path / "t", size=32, counts={"training": 4, "validation": 4})
+    with pytest.raises(ValueError, match=r"low_res_epochs \(3\) must be fewer than epochs \(3\)"):
+        training.train_model(root, TINY_HP, epochs=3, output_dir=tmp_path / "a", recipe=Recipe(low_res_epochs=3))
+    with pytest.raises(ValueError, match="low_res_size 18 is not divisible by 2\\*\\*depth = 4"):
+        training.train_model(root, TINY_HP, epochs=3, output_dir=tmp_path / "b",
+                             recipe=Recipe(low_res_epochs=1, low_res_size=18))
+    with pytest.raises(ValueError, match="low_res_epochs=-1 .*low_res_size=0"):
+        Recipe(low_res_epochs=-1, low_res_size=0)
+    with pytest.raises(ValueError, match="the mobilenetv2 encoder needs a fixed img_size"):
+        build_unet(None, encoder="mobilenetv2")
+
+
 # --- the whole recipe stays deterministic ----------------------------------------------------------
 
 
 @pytest.mark.slow  # two real trainings with every recipe part switched on
 def test_the_full_recipe_trains_to_the_same_weights_twice(tmp_path: Path):
     root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
-    full = Recipe(augment="strong", loss="weighted_ce", weight_decay=0.05, schedule="warmup_cosine", ema_epochs=1.0)
+    full = Recipe(augment="strong", loss="weighted_ce", weight_decay=0.05, schedule="warmup_cosine", ema_epochs=1.0,
+                  low_res_epochs=1, low_res_size=16)
 
     def run(name: str) -> str:
         training.set_determinism(5, deterministic=True)

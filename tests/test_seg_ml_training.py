@@ -274,6 +274,20 @@ def test_each_epoch_prints_one_line_with_the_best_so_far_and_the_time_left() -> 
     assert lines[-1] == "epoch   2/600  loss 1.000  val_loss 0.900 (best 0.700 at epoch 1)  20 s  ~3.3 h left"
 
 
+def test_progress_judges_time_left_by_what_each_epoch_costs() -> None:
+    """Two cheap low-res epochs (cost 0.5) then two full ones: 10 s for a cheap epoch says 20 s for a full one."""
+    lines: list[str] = []
+    ticks = iter([0.0, 12.0, 12.0, 22.0, 22.0, 42.0])
+    progress = training.EpochProgress(4, "val_loss", clock=lambda: next(ticks), out=lines.append,
+                                      costs=[0.5, 0.5, 1.0, 1.0])
+    for epoch in range(3):
+        progress.on_epoch_begin(epoch)
+        progress.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 1.0})
+    assert [line.rsplit("  ", 1)[1] for line in lines] == ["~1.0 min left", "~40 s left", "~20 s left"]
+    with pytest.raises(ValueError, match="need one cost per epoch: 1 for 4 epochs"):
+        training.EpochProgress(4, "val_loss", costs=[1.0])
+
+
 def test_fit_refuses_an_unknown_selection_rule(tmp_path: Path) -> None:
     model = build_unet(32, depth=2, base_filters=4, dropout=0.1)
     with pytest.raises(ValueError, match="select_by must be one of val_loss, val_mean_iou; got 'loss'"):

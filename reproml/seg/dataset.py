@@ -175,6 +175,13 @@ def _strong(seed: tf.Tensor, image: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tens
     return tf.clip_by_value(image, 0.0, 1.0), mask
 
 
+def _resize(image: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    # Nearest neighbour: a trimap must keep its three labels, never a blend of two.
+    mask = tf.image.resize(mask, (size, size), method="nearest")
+    return tf.clip_by_value(image, 0.0, 1.0), tf.cast(mask, tf.uint8)
+
+
 AUGMENTATIONS = {"flip": (_flip_and_brightness, 2), "strong": (_strong, 6)}  # function, seed pairs it takes
 
 
@@ -187,6 +194,7 @@ def make_dataset(
     seed: int = 42,
     cache: bool = True,
     limit: int | None = None,
+    resize: int | None = None,
 ) -> tf.data.Dataset:
     """A batched tf.data pipeline of (image, mask) over one split folder.
 
@@ -204,6 +212,8 @@ def make_dataset(
         seed: Seed of the shuffle and the augmentation.
         cache: Keep decoded samples in memory after the first epoch.
         limit: Use at most this many samples (the first in id order); None uses all.
+        resize: Shrink (or grow) each sample to this side in pixels after augmentation: the image
+            bilinearly with antialiasing, the trimap by nearest neighbour; None keeps the stored size.
 
     Returns:
         Dataset of (float32 images (B, H, W, 3) in [0, 1], uint8 class ids (B, H, W, 1)).
@@ -230,6 +240,10 @@ def make_dataset(
         ds = tf.data.Dataset.zip((seeds, ds)).map(
             lambda s, pair: function(s, *pair), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
+    if resize is not None:
+        if resize < 1:
+            raise ValueError(f"resize must be >= 1 pixel, got {resize}")
+        ds = ds.map(lambda image, mask: _resize(image, mask, resize), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

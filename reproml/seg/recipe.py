@@ -16,6 +16,10 @@ model per change on the real data and the train notebook argues each default fro
 - ema_epochs: 0 keeps the trained weights; more keeps an exponential moving average of them over about
   that many epochs (momentum 1 - 1 / (ema_epochs x steps per epoch)), which validation, the checkpoints
   and the final model use (`training.fit` swaps it in).
+- low_res_epochs, low_res_size: 0 trains every epoch at the transform's image size; more trains the first
+  low_res_epochs epochs on images shrunk to low_res_size px after augmentation (progressive resizing: a
+  96-px epoch costs ~0.56 of a 128-px one), validating at full size throughout, so the epoch kept is
+  chosen as before (`training.train_model`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Recipe:
     schedule: str = "warmup_cosine"
     warmup_epochs: int = 1
     ema_epochs: float = 0.0
+    low_res_epochs: int = 0
+    low_res_size: int = 96
 
     def __post_init__(self) -> None:
         problems = [
@@ -56,6 +62,10 @@ class Recipe:
             problems.append(f"warmup_epochs={self.warmup_epochs!r} (must be >= 0)")
         if not self.ema_epochs >= 0:
             problems.append(f"ema_epochs={self.ema_epochs!r} (must be >= 0)")
+        if self.low_res_epochs < 0:
+            problems.append(f"low_res_epochs={self.low_res_epochs!r} (must be >= 0)")
+        if self.low_res_size < 1:
+            problems.append(f"low_res_size={self.low_res_size!r} (must be >= 1)")
         if problems:
             raise ValueError(f"bad training recipe: {'; '.join(problems)}")
 

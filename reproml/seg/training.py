@@ -12,7 +12,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,9 +269,13 @@ class EpochProgress(keras.callbacks.Callback):
     """
 
     def __init__(self, epochs: int, select_by: str, clock: Callable[[], float] = time.perf_counter,
-                 out: Callable[[str], None] | None = None) -> None:
+                 out: Callable[[str], None] | None = None, costs: Sequence[float] | None = None) -> None:
         super().__init__()
         self.epochs, self.select_by, self.clock = epochs, select_by, clock
+        # Relative cost of each epoch (a low-res epoch costs less), so time left is not judged by cheap ones.
+        self.costs = list(costs) if costs is not None else [1.0] * epochs
+        if len(self.costs) != epochs:
+            raise ValueError(f"need one cost per epoch: {len(self.costs)} for {epochs} epochs")
         self.out = out or functools.partial(print, flush=True)
         self.sign = -1 if select_by == "val_loss" else 1  # lower loss is better, higher IoU
         self.durations: list[float] = []
@@ -297,8 +301,10 @@ class EpochProgress(keras.callbacks.Callback):
                     part += " (best)" if self.best[1] == epoch + 1 else f" (best {self.best[0]:.3f} at epoch {self.best[1]})"
                 parts.append(part)
         # The first epoch traces the graph and fills the cache: the estimate uses the later ones once it can.
-        steady = self.durations[1:] or self.durations
-        left = (self.epochs - epoch - 1) * sum(steady) / len(steady)
+        done = len(self.durations)
+        steady = slice(1, done) if done > 1 else slice(0, done)
+        per_cost = sum(self.durations[steady]) / sum(self.costs[:done][steady])
+        left = per_cost * sum(self.costs[epoch + 1:])
         when = f"~{_duration(left)} left" if epoch + 1 < self.epochs else f"done in {_duration(sum(self.durations))}"
         width = len(str(self.epochs))
         self.out(f"epoch {epoch + 1:>{width}}/{self.epochs}  " + "  ".join(parts)
@@ -328,6 +334,8 @@ def fit(
     verbose: int = 2,
     select_by: str = "val_loss",
     extra_callbacks: tuple[keras.callbacks.Callback, ...] | list = (),
+    first_epochs_from: tuple[tf.data.Dataset, int] | None = None,
+    first_epochs_cost: float = 1.0,
 ) -> FitResult:
     """Fit a compiled model, writing TensorBoard logs to output_dir/logs and checkpoints to output_dir/checkpoints.
 
@@ -342,6 +350,10 @@ def fit(
         verbose: 2: one `EpochProgress` line per epoch (readable in an executed notebook); 0: silent.
         select_by: One of SELECT_BY: "val_loss" (lowest) or "val_mean_iou" (highest).
         extra_callbacks: More Keras callbacks (benchmarks' timers, tune's progress line).
+        first_epochs_from: (dataset, n): the first n epochs draw their batches from this dataset instead of
+            train_ds (progressive resizing: the same samples, smaller); validation, checkpoints and the
+            epoch count are those of one run.
+        first_epochs_cost: What one of those epochs costs against a full one (for the time-left estimate).
 
     Returns:
         The FitResult; history maps metric names to per-epoch floats.
@@ -368,14 +380,27 @@ def fit(
         ),
         keras.callbacks.ModelCheckpoint(str(checkpoints / "last.weights.h5"), save_weights_only=True),
         *extra_callbacks,
-        *([EpochProgress(epochs, select_by)] if verbose else []),
     ]
+    first = first_epochs_from[1] if first_epochs_from is not None else 0
+    if not 0 <= first < epochs:
+        raise ValueError(f"the first epochs' dataset must leave epochs at full size: got {first} of {epochs}")
+    if verbose:
+        callbacks.append(EpochProgress(epochs, select_by, costs=[first_epochs_cost] * first + [1.0] * (epochs - first)))
+    phases = [(first_epochs_from[0], first), (train_ds, epochs)] if first else [(train_ds, epochs)]
     start = time.perf_counter()
-    keras_history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False
-    )
+    history: dict[str, list[float]] = {}
+    begin = 0
+    # One model.fit per phase, numbering epochs on (initial_epoch); the callbacks, and so the best-epoch
+    # checkpoint and the learning-rate schedule (on the optimizer's step count), span both.
+    for ds, end in phases:
+        keras_history = model.fit(
+            ds, validation_data=val_ds, initial_epoch=begin, epochs=end, callbacks=callbacks, verbose=0, shuffle=False
+        )
+        for key, values in keras_history.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        begin = end
     seconds = time.perf_counter() - start
-    history = {key: [float(v) for v in values] for key, values in sorted(keras_history.history.items())}
+    history = dict(sorted(history.items()))
     # First best epoch on ties, as ModelCheckpoint keeps (it saves only on a strict improvement).
     pick = np.argmin if mode == "min" else np.argmax
     best_epoch = int(pick(history[select_by])) + 1
@@ -416,7 +441,8 @@ def train_model(
         extra_callbacks: More Keras callbacks for the fit (benchmarks keep other epochs' weights).
 
     Returns:
-        The trained model (best validation epoch) and its FitResult.
+        The trained model (best validation epoch) and its FitResult. With the recipe's low_res_epochs
+        a model of any input size trains, and its weights are copied into the returned fixed-size model.
     """
     hp = validate_hp(hp)
     missing = sorted(set(HP_TYPES) - set(hp))
@@ -427,20 +453,35 @@ def train_model(
         train_dir, hp["batch_size"], shuffle=True, augment=recipe.augment, seed=seed, limit=limit
     )
     val_ds = dataset.make_dataset(val_dir, hp["batch_size"], limit=limit)
-    model = build_unet(
-        dataset.image_size(train_dir),
-        depth=hp["depth"],
-        base_filters=hp["base_filters"],
-        dropout=hp["dropout"],
-        batch_norm=batch_norm,
-        encoder=encoder,
-        weights=weights,
-    )
+    img_size = dataset.image_size(train_dir)
+    architecture = dict(depth=hp["depth"], base_filters=hp["base_filters"], dropout=hp["dropout"],
+                        batch_norm=batch_norm, encoder=encoder, weights=weights)
+    first_epochs_from = None
+    if recipe.low_res_epochs:
+        if recipe.low_res_epochs >= epochs:
+            raise ValueError(f"low_res_epochs ({recipe.low_res_epochs}) must be fewer than epochs ({epochs}): "
+                             "the last epochs train at the full image size")
+        if recipe.low_res_size % 2 ** hp["depth"]:
+            raise ValueError(f"low_res_size {recipe.low_res_size} is not divisible by 2**depth = {2 ** hp['depth']}")
+        # The same seed as the full-size batches: the low-res epochs see the same shuffles and augmentation.
+        low_res_ds = dataset.make_dataset(train_dir, hp["batch_size"], shuffle=True, augment=recipe.augment,
+                                          seed=seed, limit=limit, resize=recipe.low_res_size)
+        first_epochs_from = (low_res_ds, recipe.low_res_epochs)
+    model = build_unet(None if first_epochs_from else img_size, **architecture)
     n_train = min(dataset.count_samples(train_dir), limit or np.inf)
-    compile_model(
-        model, hp["learning_rate"], recipe, steps_per_epoch=batches_per_epoch(int(n_train), hp["batch_size"]),
-        epochs=epochs, class_counts=dataset.class_pixel_counts(train_dir, limit) if recipe.loss == "weighted_ce" else None,
+    compiled = dict(
+        learning_rate=hp["learning_rate"], recipe=recipe, epochs=epochs,
+        steps_per_epoch=batches_per_epoch(int(n_train), hp["batch_size"]),
+        class_counts=dataset.class_pixel_counts(train_dir, limit) if recipe.loss == "weighted_ce" else None,
     )
+    compile_model(model, **compiled)
     result = fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir, n_train_images=int(n_train),
-                 select_by=select_by, extra_callbacks=extra_callbacks)
+                 select_by=select_by, extra_callbacks=extra_callbacks, first_epochs_from=first_epochs_from,
+                 first_epochs_cost=(recipe.low_res_size / img_size) ** 2)
+    if first_epochs_from:
+        # Saving and serving need a fixed input size: the same layers at img_size, the trained weights.
+        fixed = build_unet(img_size, **architecture)
+        fixed.set_weights(model.get_weights())
+        compile_model(fixed, **compiled)
+        model = fixed
     return model, result

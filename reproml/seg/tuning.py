@@ -73,8 +73,9 @@ class UNetHyperModel(kt.HyperModel):
         self.space = space.checked(self.img_size)
         # Trials train for different numbers of epochs, so a schedule over "the run" has no length here:
         # tune scores the recipe's loss, augmentation and weight decay at a constant learning rate, on the
-        # trained weights (an average over epochs would lag behind in trials of a few epochs).
-        self.recipe = replace(recipe, schedule="constant", ema_epochs=0.0)
+        # trained weights (an average over epochs would lag behind in trials of a few epochs), every epoch at
+        # the data's size (a trial of a few epochs has no early phase to shrink).
+        self.recipe = replace(recipe, schedule="constant", ema_epochs=0.0, low_res_epochs=0)
         self.class_counts = dataset.class_pixel_counts(self.train_dir, limit) if recipe.loss == "weighted_ce" else None
         self.seed, self.limit = seed, limit
         # keras-tuner clears the Keras session before every trial, and the global dtype policy with it:

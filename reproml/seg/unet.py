@@ -50,7 +50,7 @@ def _check_size(img_size: int, depth: int) -> None:
 
 
 def build_unet(
-    img_size: int,
+    img_size: int | None,
     *,
     num_classes: int = 3,
     depth: int = 4,
@@ -64,6 +64,8 @@ def build_unet(
 
     Args:
         img_size: Side of the square input in pixels; divisible by 2**depth (by 32 for mobilenetv2).
+            None (scratch encoder only) takes any side divisible by 2**depth: training at two sizes
+            builds this, then copies its weights into a fixed-size model for saving and serving.
         num_classes: Output channels (pet, background, border).
         depth: Number of down-sampling steps of the from-scratch encoder.
         base_filters: Filters of the first level; doubled at each step down.
@@ -85,10 +87,13 @@ def build_unet(
     if weights not in (None, "imagenet"):
         raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
     if encoder == "mobilenetv2":
+        if img_size is None:
+            raise ValueError("the mobilenetv2 encoder needs a fixed img_size")
         return _build_mobilenet_unet(img_size, num_classes, base_filters, dropout, batch_norm, weights)
     if weights is not None:
         raise ValueError("weights='imagenet' needs encoder='mobilenetv2'; the scratch U-Net has no pretrained weights")
-    _check_size(img_size, depth)
+    if img_size is not None:
+        _check_size(img_size, depth)
 
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x, skips = inputs, []
