@@ -274,6 +274,15 @@ def test_each_epoch_prints_one_line_with_the_best_so_far_and_the_time_left() -> 
     assert lines[-1] == "epoch   2/600  loss 1.000  val_loss 0.900 (best 0.700 at epoch 1)  20 s  ~3.3 h left"
 
 
+def test_throughput_is_the_full_size_steady_rate() -> None:
+    """Two low-res epochs, then a full-size one that traces its graph again, then two steady ones."""
+    throughput = training.Throughput(images_per_epoch=100)
+    throughput.epoch_seconds = [9.0, 2.0, 8.0, 4.0, 6.0]
+    assert throughput.images_per_second(full_size_from=2) == 200 / 10.0
+    assert throughput.images_per_second() == 400 / 20.0
+    throughput.epoch_seconds = [5.0]
+    assert throughput.images_per_second() == 20.0
+
 def test_progress_judges_time_left_by_what_each_epoch_costs() -> None:
     """Two cheap low-res epochs (cost 0.5) then two full ones: 10 s for a cheap epoch says 20 s for a full one."""
     lines: list[str] = []

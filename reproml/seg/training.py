@@ -249,9 +249,11 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch_seconds.append(self._last - self._start)
 
-    def images_per_second(self) -> float:
-        """Steady-state rate: the first epoch (graph tracing, cache fill) is left out when there are more."""
-        seconds = self.epoch_seconds[1:] or self.epoch_seconds
+    def images_per_second(self, full_size_from: int = 0) -> float:
+        """Steady-state rate at full size: epochs before `full_size_from` (low-res ones) and the first full-size
+        epoch (graph tracing, cache fill) are left out when there are more."""
+        full_size = self.epoch_seconds[full_size_from:]
+        seconds = full_size[1:] or full_size
         return self.images_per_epoch * len(seconds) / sum(seconds) if sum(seconds) > 0 else float("nan")
 
 
@@ -406,7 +408,7 @@ def fit(
     best_epoch = int(pick(history[select_by])) + 1
     if restore_best:
         model.load_weights(str(checkpoints / "best.weights.h5"))
-    return FitResult(history, epochs, best_epoch, seconds, throughput.images_per_second())
+    return FitResult(history, epochs, best_epoch, seconds, throughput.images_per_second(full_size_from=first))
 
 
 def train_model(
@@ -463,7 +465,8 @@ def train_model(
                              "the last epochs train at the full image size")
         if recipe.low_res_size % 2 ** hp["depth"]:
             raise ValueError(f"low_res_size {recipe.low_res_size} is not divisible by 2**depth = {2 ** hp['depth']}")
-        # The same seed as the full-size batches: the low-res epochs see the same shuffles and augmentation.
+        # Seeded as the full-size batches are: each pipeline draws its shuffles and augmentation afresh per
+        # epoch, so the full-size phase replays the low-res phase's draws, at another size.
         low_res_ds = dataset.make_dataset(train_dir, hp["batch_size"], shuffle=True, augment=recipe.augment,
                                           seed=seed, limit=limit, resize=recipe.low_res_size)
         first_epochs_from = (low_res_ds, recipe.low_res_epochs)
