@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from reproml.seg import dataset
 from reproml.seg.recipe import DEFAULT_RECIPE, Recipe, batches_per_epoch, make_loss, make_optimizer
-from reproml.seg.unet import build_unet
+from reproml.seg.unet import build_unet, check_size
 
 # The hyper-parameters tune searches and optimal_hp.json may set, with their JSON types.
 HP_TYPES: dict[str, type] = {
@@ -463,8 +463,7 @@ def train_model(
         if recipe.low_res_epochs >= epochs:
             raise ValueError(f"low_res_epochs ({recipe.low_res_epochs}) must be fewer than epochs ({epochs}): "
                              "the last epochs train at the full image size")
-        if recipe.low_res_size % 2 ** hp["depth"]:
-            raise ValueError(f"low_res_size {recipe.low_res_size} is not divisible by 2**depth = {2 ** hp['depth']}")
+        check_size(recipe.low_res_size, hp["depth"], name="low_res_size")
         # Seeded as the full-size batches are: each pipeline draws its shuffles and augmentation afresh per
         # epoch, so the full-size phase replays the low-res phase's draws, at another size.
         low_res_ds = dataset.make_dataset(train_dir, hp["batch_size"], shuffle=True, augment=recipe.augment,

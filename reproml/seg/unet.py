@@ -41,11 +41,12 @@ def _logits(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     return layers.Conv2D(num_classes, 1, dtype="float32", name="logits")(x)
 
 
-def _check_size(img_size: int, depth: int) -> None:
+def check_size(img_size: int, depth: int, name: str = "img_size") -> None:
+    """Refuse an image side the U-Net's `depth` poolings cannot halve evenly; `name` is the setting to blame."""
     if img_size % (2**depth):
         raise ValueError(
-            f"img_size {img_size} is not divisible by 2**depth = {2**depth}; "
-            f"choose a depth <= {(img_size & -img_size).bit_length() - 1} or another img_size"
+            f"{name} {img_size} is not divisible by 2**depth = {2**depth}; "
+            f"choose a depth <= {(img_size & -img_size).bit_length() - 1} or another {name}"
         )
 
 
@@ -93,7 +94,7 @@ def build_unet(
     if weights is not None:
         raise ValueError("weights='imagenet' needs encoder='mobilenetv2'; the scratch U-Net has no pretrained weights")
     if img_size is not None:
-        _check_size(img_size, depth)
+        check_size(img_size, depth)
 
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x, skips = inputs, []
@@ -112,7 +113,7 @@ def build_unet(
 def _build_mobilenet_unet(
     img_size: int, num_classes: int, base_filters: int, dropout: float, batch_norm: bool, weights: str | None
 ) -> keras.Model:
-    _check_size(img_size, 5)
+    check_size(img_size, 5)
     inputs = keras.Input((img_size, img_size, 3), name="image")
     # MobileNetV2 expects pixels in [-1, 1].
     scaled = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(inputs)
