@@ -232,10 +232,22 @@ def test_resizing_shrinks_image_and_trimap_together_and_invents_no_label(tmp_pat
         dataset.make_dataset(tmp_path, 3, resize=0)
 
 
-def test_low_res_epochs_train_small_then_keep_a_full_size_model_of_the_best_epoch(tmp_path: Path, capsys):
+def test_low_res_epochs_train_small_then_keep_a_full_size_model_of_the_best_epoch(tmp_path: Path, capsys,
+                                                                                 monkeypatch):
     """Two of four epochs at 16 px: the epochs number on across the switch, the kept model takes 32-px
-    images and holds the best epoch's weights (it scores what validation logged for that epoch)."""
+    images and holds the best epoch's weights (it scores what validation logged for that epoch), and the
+    low-res batches are seeded apart from the full-size ones (one seed would make the full-size epochs
+    replay the low-res epochs' shuffles and augmentation)."""
     root = make_transform_output(tmp_path / "t", size=32, counts={"training": 8, "validation": 4})
+    training_seeds = {}  # image size -> seed of the shuffled (training) pipeline
+    make_dataset = dataset.make_dataset
+
+    def recording(*args, **kwargs):
+        if kwargs.get("shuffle"):
+            training_seeds[kwargs.get("resize") or 32] = kwargs["seed"]
+        return make_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(dataset, "make_dataset", recording)
 
     def run(name: str, low_res_epochs: int):
         training.set_determinism(5, deterministic=True)
@@ -253,6 +265,7 @@ def test_low_res_epochs_train_small_then_keep_a_full_size_model_of_the_best_epoc
     kept = model.evaluate(dataset.make_dataset(dataset.split_dir(root, "validation"), 4), verbose=0,
                           return_dict=True)["loss"]
     assert np.isclose(kept, result.history["val_loss"][result.best_epoch - 1], atol=1e-5)
+    assert training_seeds == {32: 5, 16: training.low_res_seed(5)} and training.low_res_seed(5) != 5
     _, plain = run("plain", 0)
     # The first epochs saw other (smaller) batches; the same data and seed otherwise.
     assert result.history["loss"][0] != plain.history["loss"][0]

@@ -411,6 +411,11 @@ def fit(
     return FitResult(history, epochs, best_epoch, seconds, throughput.images_per_second(full_size_from=first))
 
 
+def low_res_seed(seed: int) -> int:
+    """The low-res pipeline's seed: derived from the run's seed, and unlike any seed a person would pick."""
+    return int.from_bytes(hashlib.sha256(f"low-res/{seed}".encode()).digest()[:4], "big")
+
+
 def train_model(
     data_dir: str | Path,
     hp: Mapping[str, int | float],
@@ -464,10 +469,10 @@ def train_model(
             raise ValueError(f"low_res_epochs ({recipe.low_res_epochs}) must be fewer than epochs ({epochs}): "
                              "the last epochs train at the full image size")
         check_size(recipe.low_res_size, hp["depth"], name="low_res_size")
-        # Seeded as the full-size batches are: each pipeline draws its shuffles and augmentation afresh per
-        # epoch, so the full-size phase replays the low-res phase's draws, at another size.
+        # A seed of its own: each pipeline's draws start from its seed, so one shared with the full-size
+        # batches would make the full-size phase replay the low-res phase's shuffles and augmentation.
         low_res_ds = dataset.make_dataset(train_dir, hp["batch_size"], shuffle=True, augment=recipe.augment,
-                                          seed=seed, limit=limit, resize=recipe.low_res_size)
+                                          seed=low_res_seed(seed), limit=limit, resize=recipe.low_res_size)
         first_epochs_from = (low_res_ds, recipe.low_res_epochs)
     model = build_unet(None if first_epochs_from else img_size, **architecture)
     n_train = min(dataset.count_samples(train_dir), limit or np.inf)
