@@ -355,11 +355,12 @@ def pachd_with_release(tmp_path, monkeypatch):
 
 # The model class runs in the serving environment (seldon-core, Flask), not in this one: load it there.
 LOAD = """
-import json, sys
+import json, pathlib, sys, tempfile
 from reproml.serving.model import SegmentationModel
 model = SegmentationModel(release_commit=sys.argv[2])
 if sys.argv[1] == "fetch":
-    print(json.dumps(sorted(p.name for p in model._fetch_release().iterdir())))
+    with tempfile.TemporaryDirectory() as folder:
+        print(json.dumps(sorted(p.name for p in model._fetch_release(pathlib.Path(folder)).iterdir())))
 elif sys.argv[1] == "load-twice":  # a second pod of the same release, or the same pod restarted
     model.load()
     SegmentationModel(release_commit=sys.argv[2]).load()
@@ -369,19 +370,23 @@ else:
 """
 
 
-def _in_serving_env(what: str, commit: str) -> subprocess.CompletedProcess:
+def _in_serving_env(what: str, commit: str, tmp: Path | None = None) -> subprocess.CompletedProcess:
     python = SERVING_VENV / "bin" / "python"
     if not python.exists():
         pytest.skip("no .venv-serving: run `make serving-env`")
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if tmp:
+        env["TMPDIR"] = str(tmp)
     return subprocess.run([str(python), "-c", LOAD, what, commit], capture_output=True, text=True, env=env,
                           cwd=PROJECT, timeout=180)
 
 
-def test_the_server_loads_its_release_from_pachd(pachd_with_release):
+def test_the_server_loads_its_release_from_pachd(pachd_with_release, tmp_path):
     commit, files, servicer = pachd_with_release
-    done = _in_serving_env("load", commit)
+    (tmp_path / "tmp").mkdir()
+    done = _in_serving_env("load", commit, tmp=tmp_path / "tmp")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert list((tmp_path / "tmp").iterdir()) == []  # the fetched copy went once loaded: none left on the pod's disk
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded["ready"] and loaded["input_size"] == [32, 32]
     assert loaded["tags"]["release_commit"] == commit and loaded["tags"]["model_commit"] == "a" * 32

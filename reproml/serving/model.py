@@ -92,10 +92,19 @@ class SegmentationModel:
 
     def load(self) -> None:
         """Load the model and calibration, compile the inference function, warm it up, freeze the GC."""
+        if self.model_dir:
+            self._load_folder(Path(self.model_dir))
+            return
+        # Fetched files are read into memory by the load: the copy goes, leaving no model on the pod's disk.
+        client = self._pachd_client()
+        with tempfile.TemporaryDirectory(prefix="release-") as scratch:
+            release = self._load_folder(self._fetch_release(Path(scratch), client))
+        self._put_in_service(client, release)
+
+    def _load_folder(self, folder: Path) -> dict:
+        """`load` from a folder holding model.keras, calibration.json and release.json; returns release.json."""
         import tensorflow as tf
 
-        client = None if self.model_dir else self._pachd_client()
-        folder = Path(self.model_dir) if self.model_dir else self._fetch_release(client)
         for name in ("model.keras", "calibration.json", "release.json"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"no {name} in the release folder {folder}; a release made by the "
@@ -136,8 +145,7 @@ class SegmentationModel:
         gc.collect()
         gc.freeze()  # the loaded TensorFlow objects would otherwise make every full collection ~200 ms
         self.ready = True
-        if client is not None:
-            self._put_in_service(client, release)
+        return release
 
     def _put_in_service(self, client, release: dict) -> None:
         """Record the release this server loaded as the one in service, in pachd's `deployed` repo.
@@ -171,10 +179,11 @@ class SegmentationModel:
         masks, probabilities = self._infer(images)
         return masks.numpy().astype(np.uint8), probabilities.numpy()
 
-    def _fetch_release(self, client=None) -> Path:
-        """Copy the release's files from Pachyderm (on a cluster) into a temporary folder.
+    def _fetch_release(self, folder: Path, client=None) -> Path:
+        """Copy the release's files from Pachyderm (on a cluster) into a folder.
 
         Args:
+            folder: an existing, empty folder.
             client: a python-pachyderm client; None connects to `PACHD_ADDRESS` (the SeldonDeployment sets it).
 
         Returns:
@@ -188,7 +197,6 @@ class SegmentationModel:
         # like a UUIDv4, so the id is named explicitly.
         commit = (self.release_repo, None, self.release_commit)
         self._wait_finished(client, commit)
-        folder = Path(tempfile.mkdtemp(prefix="release-"))
         for name in ("model.keras", "calibration.json", "release.json"):
             try:
                 data = client.get_file(commit, name).read()
