@@ -38,18 +38,20 @@ def children(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def reproml_serve(tmp_path: Path) -> Iterator[Serving]:
+def reproml_serve(tmp_path: Path, tmpdir: Path | None = None) -> Iterator[Serving]:
     """Release a tiny model in a new store, run `reproml serve --port 0` and wait until it answers.
 
-    Whatever is still running when the block ends (a test that failed half-way) is killed.
+    Whatever is still running when the block ends (a test that failed half-way) is killed. tmpdir is the
+    server's TMPDIR (where it lays the release out), the system's when None.
     """
     store = Store.open(tmp_path / "store")
     model_dir = tiny_model(tmp_path)
     release_commit(store, {n: (model_dir / n).read_bytes() for n in ("model.keras", "calibration.json")}, GOOD)
     code = ("import sys; from reproml.cli.main import main; "  # `reproml serve`, whose lines say where it serves
             "sys.exit(main(['--store', sys.argv[1], 'serve', '--port', '0']))")
+    env = {**os.environ, **({"TMPDIR": str(tmpdir)} if tmpdir else {})}
     process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store")], stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, env=env)
     serving = Serving(process, "")
     try:
         line = process.stderr.readline()

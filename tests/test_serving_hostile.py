@@ -23,7 +23,7 @@ from serve_process import reproml_serve
 
 from reproml.pfs import Store
 from reproml.serving.payload import MAX_JSON_DEPTH, json_depth
-from reproml.serving.server import SERVING_VENV, Server
+from reproml.serving.server import SERVING_VENV, Server, remove_orphaned_folders
 
 BODY_TIMEOUT_S = 3  # the server's body_timeout_s in these tests, short so a stalled client is let go soon
 
@@ -149,10 +149,12 @@ def test_stalled_clients_do_not_stall_the_others_and_are_let_go(server):
             sock.close()
 
 
-def test_a_killed_reproml_serve_takes_its_microservice_with_it(tmp_path):
+def test_a_killed_reproml_serve_takes_its_microservice_with_it_and_the_next_server_its_files(tmp_path):
     if not (SERVING_VENV / "bin" / "seldon-core-microservice").exists():
         pytest.skip("no .venv-serving: run `make serving-env`")
-    with reproml_serve(tmp_path) as serving:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with reproml_serve(tmp_path, tmpdir) as serving:
         os.kill(serving.process.pid, signal.SIGKILL)  # no chance to stop anything itself
         serving.process.wait()
         deadline = time.monotonic() + 60
@@ -165,3 +167,9 @@ def test_a_killed_reproml_serve_takes_its_microservice_with_it(tmp_path):
                     alive.discard(group)
             time.sleep(0.3)
         assert not alive, f"process groups {alive} outlived `reproml serve`"
+    [orphan] = tmpdir.glob("reproml-serve-*")  # the copy of the release it served, left behind
+    (tmp_path / "again").mkdir()
+    with reproml_serve(tmp_path / "again", tmpdir) as again:
+        [copy] = tmpdir.glob("reproml-serve-*")  # the next server removed the orphan and laid its own copy out
+        assert copy != orphan and f"-{again.process.pid}-" in copy.name
+        assert remove_orphaned_folders(tmpdir) == []  # a running server's copy stays

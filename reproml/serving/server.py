@@ -39,6 +39,7 @@ MODEL_CLASS = "reproml.serving.model.SegmentationModel"
 DEFAULT_WORKERS = 1
 DEFAULT_THREADS = 16
 SERVING_VENV = Path(__file__).resolve().parents[2] / ".venv-serving"
+_FOLDER_PREFIX = "reproml-serve-"  # + commit[:8]-pid-random: the copy of the release a server serves
 _SELDON_TYPES = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STRING"}  # Seldon's parameter types
 _HIGH_FD = 10
 _PARENT_ENV = "REPROML_SERVE_PARENT_PID"  # set when the microservice must end with the process that started it  # sockets are moved above the fds that the handover targets (3 and 4)
@@ -125,7 +126,9 @@ class Server:
             raise ReproError(f"the serving environment {self.venv} has no seldon-core-microservice",
                              "create it with `make serving-env`")
         self.commit = find_release(self.store, self.release_ref)
-        self.folder = Path(tempfile.mkdtemp(prefix=f"reproml-serve-{self.commit[:8]}-"))
+        temporary = Path(tempfile.gettempdir())
+        remove_orphaned_folders(temporary)
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{self.commit[:8]}-{os.getpid()}-", dir=temporary))
         self.store.materialize(f"{self.release_ref.partition('@')[0]}@{self.commit}", self.folder)
         rest, metrics = _listen(self.host, self.port), _listen(self.host, self.metrics_port)
         self.port, self.metrics_port = rest.getsockname()[1], metrics.getsockname()[1]
@@ -189,6 +192,34 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def remove_orphaned_folders(root: Path) -> list[Path]:
+    """Remove the release copies in root whose server's process is gone; returns them.
+
+    A `reproml serve` killed without a chance to stop (SIGKILL, the OOM killer) leaves its copy of the
+    release behind; the next server started removes it. The copy's name holds the owner's pid.
+    """
+    removed = []
+    for folder in root.glob(f"{_FOLDER_PREFIX}*"):
+        try:
+            owner = int(folder.name[len(_FOLDER_PREFIX):].split("-")[1])
+        except (IndexError, ValueError):
+            continue  # not named by this module
+        if folder.is_dir() and not _process_alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _group_alive(pgid: int) -> bool:
