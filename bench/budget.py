@@ -58,17 +58,18 @@ def hyperband_schedule(max_epochs: int, factor: int, iterations: int, max_trials
     oracle = kt.oracles.HyperbandOracle(objective=kt.Objective("val_loss", "min"), max_epochs=max_epochs,
                                         factor=factor, hyperband_iterations=iterations, seed=1,
                                         hyperparameters=space)
-    oracle._set_project_dir(tempfile.mkdtemp(prefix="reproml-hyperband-"), "replay")
     if max_trials:
         oracle.max_trials = max_trials  # as reproml.seg.tuning.search caps it
     scores, trials, epochs = random.Random(0), 0, 0
-    while (trial := oracle.create_trial("replay")).status != "STOPPED":
-        values = trial.hyperparameters.values
-        epochs += values["tuner/epochs"] - values["tuner/initial_epoch"]
-        trials += 1
-        oracle.update_trial(trial.trial_id, {"val_loss": scores.random()})
-        trial.status = "COMPLETED"
-        oracle.end_trial(trial)
+    with tempfile.TemporaryDirectory(prefix="reproml-hyperband-") as scratch:  # the oracle writes its trials
+        oracle._set_project_dir(scratch, "replay")
+        while (trial := oracle.create_trial("replay")).status != "STOPPED":
+            values = trial.hyperparameters.values
+            epochs += values["tuner/epochs"] - values["tuner/initial_epoch"]
+            trials += 1
+            oracle.update_trial(trial.trial_id, {"val_loss": scores.random()})
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
     return trials, epochs
 
 

@@ -102,14 +102,14 @@ def test_the_quick_release_serves_a_real_image_with_its_provenance(quick, tmp_pa
     assert mask.shape[-2:] == (size, size) and set(np.unique(mask)) <= {0, 1, 2}
 
 
-def test_runs_that_differ_only_in_the_learning_rate_show_just_that_and_the_metric_deltas(quick):
+def test_runs_that_differ_only_in_the_learning_rate_show_just_that_and_the_metric_deltas(quick, tmp_path):
     reproml(*QUICK, "-p", "calibrate.n_bins=10", "-p", "model.learning_rate=0.01", store=quick.root)
     result = compare.compare_runs(quick, "evaluate@master^1", "evaluate@master")
     assert [(d["pipeline"], d["what"]) for d in result.differences] == [("model", "learning_rate")], result.differences
     assert result.metrics
     printed = reproml("compare", "evaluate@master^1", "evaluate@master", store=quick.root).stdout
     assert "learning_rate" in printed and "pixel_accuracy" in printed
-    out = diff.format_commit_diff(diff.diff_commits(quick, "evaluate@master^1", "evaluate@master"))
+    out = diff.format_commit_diff(diff.diff_commits(quick, "evaluate@master^1", "evaluate@master", figures=tmp_path))
     assert "~ /Report.ipynb: notebook changed" in out and "scraps:" in out
     assert "papermill" not in out and "start_time" not in out
 
