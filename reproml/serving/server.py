@@ -41,8 +41,8 @@ DEFAULT_THREADS = 16
 SERVING_VENV = Path(__file__).resolve().parents[2] / ".venv-serving"
 _FOLDER_PREFIX = "reproml-serve-"  # + commit[:8]-pid-random: the copy of the release a server serves
 _SELDON_TYPES = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STRING"}  # Seldon's parameter types
-_HIGH_FD = 10
-_PARENT_ENV = "REPROML_SERVE_PARENT_PID"  # set when the microservice must end with the process that started it  # sockets are moved above the fds that the handover targets (3 and 4)
+_HIGH_FD = 10  # sockets are moved above the fds that the handover targets (3 and 4)
+_PARENT_ENV = "REPROML_SERVE_PARENT_PID"  # set when the microservice must end with the process that started it
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -207,8 +207,9 @@ def remove_orphaned_folders(root: Path) -> list[Path]:
         except (IndexError, ValueError):
             continue  # not named by this module
         if folder.is_dir() and not _process_alive(owner):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+            shutil.rmtree(folder, ignore_errors=True)  # another user's copy stays: /tmp is sticky
+            if not folder.exists():
+                removed.append(folder)
     return removed
 
 
