@@ -171,5 +171,9 @@ def test_a_killed_reproml_serve_takes_its_microservice_with_it_and_the_next_serv
     (tmp_path / "again").mkdir()
     with reproml_serve(tmp_path / "again", tmpdir) as again:
         [copy] = tmpdir.glob("reproml-serve-*")  # the next server removed the orphan and laid its own copy out
-        assert copy != orphan and f"-{again.process.pid}-" in copy.name
+        assert copy != orphan and (copy / ".reproml-serve-owner").read_text().split()[1] == str(again.process.pid)
         assert remove_orphaned_folders(tmpdir) == []  # a running server's copy stays
+    elsewhere = tmpdir / "reproml-serve-00000000-x"  # laid out by a server on another host (a container)
+    elsewhere.mkdir()
+    (elsewhere / ".reproml-serve-owner").write_text(f"other-host {2**22 + 1}\n")  # over Linux's pid_max
+    assert remove_orphaned_folders(tmpdir) == [copy] and elsewhere.exists()  # again was killed as its block ended

@@ -39,7 +39,8 @@ MODEL_CLASS = "reproml.serving.model.SegmentationModel"
 DEFAULT_WORKERS = 1
 DEFAULT_THREADS = 16
 SERVING_VENV = Path(__file__).resolve().parents[2] / ".venv-serving"
-_FOLDER_PREFIX = "reproml-serve-"  # + commit[:8]-pid-random: the copy of the release a server serves
+_FOLDER_PREFIX = "reproml-serve-"  # + commit[:8]-random: the release laid out for a server
+_OWNER_FILE = ".reproml-serve-owner"  # in that folder: "<host> <pid>" of the process that laid it out
 _SELDON_TYPES = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STRING"}  # Seldon's parameter types
 _HIGH_FD = 10  # sockets are moved above the fds that the handover targets (3 and 4)
 _PARENT_ENV = "REPROML_SERVE_PARENT_PID"  # set when the microservice must end with the process that started it
@@ -128,7 +129,8 @@ class Server:
         self.commit = find_release(self.store, self.release_ref)
         temporary = Path(tempfile.gettempdir())
         remove_orphaned_folders(temporary)
-        self.folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{self.commit[:8]}-{os.getpid()}-", dir=temporary))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{self.commit[:8]}-", dir=temporary))
+        (self.folder / _OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         self.store.materialize(f"{self.release_ref.partition('@')[0]}@{self.commit}", self.folder)
         rest, metrics = _listen(self.host, self.port), _listen(self.host, self.metrics_port)
         self.port, self.metrics_port = rest.getsockname()[1], metrics.getsockname()[1]
@@ -198,15 +200,18 @@ def remove_orphaned_folders(root: Path) -> list[Path]:
     """Remove the release copies in root whose server's process is gone; returns them.
 
     A `reproml serve` killed without a chance to stop (SIGKILL, the OOM killer) leaves its copy of the
-    release behind; the next server started removes it. The copy's name holds the owner's pid.
+    release behind; the next server started removes it. Each copy names its owner's host and pid: a copy
+    from another host (a container sharing /tmp, whose pids are not ours) is left alone.
     """
     removed = []
-    for folder in root.glob(f"{_FOLDER_PREFIX}*"):
+    for folder in root.glob(f"{_FOLDER_PREFIX}*/{_OWNER_FILE}"):
+        folder = folder.parent
         try:
-            owner = int(folder.name[len(_FOLDER_PREFIX):].split("-")[1])
-        except (IndexError, ValueError):
-            continue  # not named by this module
-        if folder.is_dir() and not _process_alive(owner):
+            host, pid = (folder / _OWNER_FILE).read_text().split()
+            owner = int(pid)
+        except (OSError, ValueError):
+            continue  # not written by this module, or being written
+        if host == socket.gethostname() and not _process_alive(owner):
             shutil.rmtree(folder, ignore_errors=True)  # another user's copy stays: /tmp is sticky
             if not folder.exists():
                 removed.append(folder)
