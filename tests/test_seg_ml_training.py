@@ -283,6 +283,7 @@ def test_throughput_is_the_full_size_steady_rate() -> None:
     throughput.epoch_seconds = [5.0]
     assert throughput.images_per_second() == 20.0
 
+
 def test_progress_judges_time_left_by_what_each_epoch_costs() -> None:
     """Two cheap low-res epochs (cost 0.5) then two full ones: 10 s for a cheap epoch says 20 s for a full one."""
     lines: list[str] = []

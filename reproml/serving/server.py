@@ -204,36 +204,27 @@ def remove_orphaned_folders(root: Path) -> list[Path]:
     from another host (a container sharing /tmp, whose pids are not ours) is left alone.
     """
     removed = []
-    for folder in root.glob(f"{_FOLDER_PREFIX}*/{_OWNER_FILE}"):
-        folder = folder.parent
+    for owner_file in root.glob(f"{_FOLDER_PREFIX}*/{_OWNER_FILE}"):
+        folder = owner_file.parent
         try:
-            host, pid = (folder / _OWNER_FILE).read_text().split()
+            host, pid = owner_file.read_text().split()
             owner = int(pid)
         except (OSError, ValueError):
             continue  # not written by this module, or being written
-        if host == socket.gethostname() and not _process_alive(owner):
+        if host == socket.gethostname() and not _alive(owner):
             shutil.rmtree(folder, ignore_errors=True)  # another user's copy stays: /tmp is sticky
             if not folder.exists():
                 removed.append(folder)
     return removed
 
 
-def _process_alive(pid: int) -> bool:
+def _alive(pid: int, group: bool = False) -> bool:
+    """Whether the process (or, with group, any process of the group) pid exists."""
     try:
-        os.kill(pid, 0)
+        (os.killpg if group else os.kill)(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    except PermissionError:  # another user's
         return True
     return True
 
@@ -251,7 +242,7 @@ def _stop_group(process: subprocess.Popen, timeout: float) -> int:
             pass
         deadline = time.monotonic() + timeout / 2
         while time.monotonic() < deadline:
-            if process.poll() is not None and not _group_alive(pgid):
+            if process.poll() is not None and not _alive(pgid, group=True):
                 return process.returncode
             time.sleep(0.1)
     process.wait()
