@@ -13,6 +13,7 @@ import os
 import queue
 import select
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,10 +35,14 @@ class BatchWorker:
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path):
         self.log_path = log_path
+        # The runner's own temporary folder, removed with it (see `close`): what it and its kernel leave there
+        # (TensorFlow's autograph files, a killed kernel's connection file) goes too.
+        self._tmp = tempfile.TemporaryDirectory(prefix="reproml-batch-", ignore_cleanup_errors=True)
         read, write = os.pipe()
         self._log = open(log_path, "a")
         try:
-            self.process = subprocess.Popen(argv, cwd=cwd, env={**env, RESULTS_FD_ENV: str(write)},
+            self.process = subprocess.Popen(argv, cwd=cwd, env={**env, "TMPDIR": self._tmp.name,
+                                                                 RESULTS_FD_ENV: str(write)},
                                             stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
                                             pass_fds=(write,), text=True)
         finally:
@@ -78,6 +83,7 @@ class BatchWorker:
                 self.process.wait()
         self._signals.close()
         self._log.close()
+        self._tmp.cleanup()
 
 
 class BatchPool:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -282,6 +283,8 @@ class Engine:
             return PipelineResult(spec.name, "failed", job_id=job_id, seconds=time.time() - started,
                                   message=f"{reason}\n  see `reproml inspect job {job_id[:12]}` and "
                                           f"`reproml logs --job {job_id[:12]}`; no branch moved")
+        finally:
+            shutil.rmtree(self.store.root / "tmp" / job_id, ignore_errors=True)  # the datums' inputs, laid out
         self.jobs.update(job_id, state="success", datums_processed=len(todo),
                          datums_skipped=len(datums) - len(todo))
         return PipelineResult(spec.name, "committed", job_id=job_id, commit=info.id, processed=len(todo),
@@ -425,9 +428,12 @@ class Engine:
                 if runners is not None:
                     code = self._run_batched(runners, context, datum.label, started, log)
                 else:
-                    process = subprocess.Popen(argv, cwd=self.project, env=env, stdout=log,
-                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-                    code = self._wait(process, datum.label, started, log_path)
+                    # A temporary folder of the attempt's own, removed however it ends: what its runner and
+                    # kernel leave there (TensorFlow's autograph files, a killed kernel's connection file) goes.
+                    with tempfile.TemporaryDirectory(prefix="reproml-datum-", ignore_cleanup_errors=True) as tmp:
+                        process = subprocess.Popen(argv, cwd=self.project, env={**env, "TMPDIR": tmp}, stdout=log,
+                                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                        code = self._wait(process, datum.label, started, log_path)
             answer = DatumResult.read(context.result_file)
             if code == 0 and (answer is None or answer.ok):  # a command other than the runner answers by exit code
                 break
