@@ -142,9 +142,12 @@ def test_sigkill_mid_stage_then_a_new_run_completes_without_half_commits(fixture
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert store.branch_head("copy") is None
+    left = list((store_dir / "tmp").glob("datum-*"))
+    assert len(left) == 1 and list(left[0].glob("*.json"))  # the datum's temporary folder: its kernel's connection
 
     result = reproml("run", store=store_dir, cwd=project)
     assert "recovered: 1 unfinished commit" in result.stdout
+    assert list((store_dir / "tmp").iterdir()) == []  # the killed run's files, the datum's inputs: all gone
     states = sorted(c.state for c in store.list_commits("copy", all_states=True))
     assert states == ["finished", "killed"]
     assert {j.state for j in _jobs(store_dir)} == {"killed", "success"}
@@ -225,7 +228,7 @@ def test_what_a_stage_leaves_in_its_temporary_folder_goes_with_the_datum(fixture
     store = Store.open(store_dir)
     view = store.materialize("stray@master", tmp_path / "view")
     strays = [Path(p.read_text()) for p in view.glob("stray-*.txt")]
-    assert len(strays) == 2 and all(p.parent.parent == system_tmp for p in strays)  # a folder of its own
+    assert len(strays) == 2 and all(p.parent.parent == store_dir / "tmp" for p in strays)  # a folder of its own
     assert not any(p.exists() for p in strays)
+    assert list((store_dir / "tmp").iterdir()) == []  # the datums' inputs laid out: gone too
     assert list(system_tmp.iterdir()) == []  # nor a kernel's connection file, nor anything else
-    assert list((store_dir / "tmp").iterdir()) == []

@@ -31,13 +31,13 @@ class BatchWorker:
         cwd: the project root.
         env: the runner's environment (the datum's own comes with each datum).
         log_path: where the runner's output goes (every datum this worker runs).
+        tmp_root: where the runner's temporary folder goes (removed with it, see `close`): what it and its
+            kernel leave there (TensorFlow's autograph files, a killed kernel's connection file) goes too.
     """
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path):
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, tmp_root: Path):
         self.log_path = log_path
-        # The runner's own temporary folder, removed with it (see `close`): what it and its kernel leave there
-        # (TensorFlow's autograph files, a killed kernel's connection file) goes too.
-        self._tmp = tempfile.TemporaryDirectory(prefix="reproml-batch-", ignore_cleanup_errors=True)
+        self._tmp = tempfile.TemporaryDirectory(prefix="batch-", dir=tmp_root, ignore_cleanup_errors=True)
         read, write = os.pipe()
         self._log = open(log_path, "a")
         try:

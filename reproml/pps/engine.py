@@ -284,7 +284,7 @@ class Engine:
                                   message=f"{reason}\n  see `reproml inspect job {job_id[:12]}` and "
                                           f"`reproml logs --job {job_id[:12]}`; no branch moved")
         finally:
-            shutil.rmtree(self.store.root / "tmp" / job_id, ignore_errors=True)  # the datums' inputs, laid out
+            shutil.rmtree(self._tmp_root() / job_id, ignore_errors=True)  # the datums' inputs, laid out
         self.jobs.update(job_id, state="success", datums_processed=len(todo),
                          datums_skipped=len(datums) - len(todo))
         return PipelineResult(spec.name, "committed", job_id=job_id, commit=info.id, processed=len(todo),
@@ -335,10 +335,14 @@ class Engine:
     def _worker_starter(self, spec: PipelineSpec, cmd: list[str], logs: Path):
         argv, env = self._argv(cmd), self._runner_env(spec)
         logs.mkdir(parents=True, exist_ok=True)
-        return lambda n: BatchWorker(argv, self.project, env, logs / f"batch-{n}.log")
+        return lambda n: BatchWorker(argv, self.project, env, logs / f"batch-{n}.log", self._tmp_root())
+
+    def _tmp_root(self) -> Path:
+        """Where datums' processes get their temporary folders: the store's `tmp/`, which `recover` empties."""
+        return self.store.root / "tmp"
 
     def _standby_logs(self) -> Path:
-        return self.store.root / "tmp" / "standby"
+        return self._tmp_root() / "standby"
 
     def _warm_downstream(self, upstream: str) -> None:
         """Start the batched workers of the run's pipelines that read `upstream`, now that it has a job.
@@ -401,7 +405,7 @@ class Engine:
         With `runners` (a spec with datumBatching) the datum goes to a warm batched runner instead of a
         process of its own; everything else is the same.
         """
-        work = self.store.root / "tmp" / job_id / datum.id[:16]
+        work = self._tmp_root() / job_id / datum.id[:16]
         job_dir = self.store.root / "jobs" / job_id
         log_path = job_dir / "logs" / f"{datum.id[:16]}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -428,9 +432,11 @@ class Engine:
                 if runners is not None:
                     code = self._run_batched(runners, context, datum.label, started, log)
                 else:
-                    # A temporary folder of the attempt's own, removed however it ends: what its runner and
-                    # kernel leave there (TensorFlow's autograph files, a killed kernel's connection file) goes.
-                    with tempfile.TemporaryDirectory(prefix="reproml-datum-", ignore_cleanup_errors=True) as tmp:
+                    # A temporary folder of the attempt's own, removed however it ends (by the next run's
+                    # `recover` if the engine is killed): what its runner and kernel leave there (TensorFlow's
+                    # autograph files, a killed kernel's connection file) goes with it.
+                    with tempfile.TemporaryDirectory(prefix="datum-", dir=self._tmp_root(),
+                                                     ignore_cleanup_errors=True) as tmp:
                         process = subprocess.Popen(argv, cwd=self.project, env={**env, "TMPDIR": tmp}, stdout=log,
                                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                         code = self._wait(process, datum.label, started, log_path)
