@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -147,3 +148,18 @@ def test_the_runner_answers_in_its_result_file(tmp_path):
     failed = run("-p", "fail", "true")
     assert not failed.ok and "stage 'echo' failed in cell" in failed.error and "asked to fail" in failed.error
     assert failed.failed_notebook == str(tmp_path / "failed" / "echo.ipynb") and failed.hint
+
+
+def test_what_a_notebook_leaves_in_the_temporary_folder_goes_with_its_kernel(tmp_path):
+    # Run by hand or by Pachyderm (no engine around it): the runner's kernel has a folder of its own.
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    context = DatumContext(pfs_root=str(tmp_path / "pfs"))
+    done = subprocess.run([sys.executable, "-m", "reproml.stage", str(FIXTURES / "notebooks" / "stray.py")],
+                          cwd=PROJECT, env={**os.environ, ENV_VAR: context.to_json(), "TMPDIR": str(system_tmp)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [record] = (tmp_path / "pfs" / "out").glob("stray-*.txt")
+    stray = Path(record.read_text())
+    assert stray.parent.parent == system_tmp and not stray.exists()
+    assert list(system_tmp.iterdir()) == []

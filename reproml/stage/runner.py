@@ -22,7 +22,10 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -345,6 +348,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def kernel_tmpdir() -> Iterator[str]:
+    """A temporary folder for the kernels this process starts (they inherit `TMPDIR`), removed after them.
+
+    Kernels are stopped at once (`shutdown_kernel="immediate"`, `WarmKernel.shutdown`), so their exit
+    handlers never run: what they would remove at exit, TensorFlow's autograph files for one, would stay.
+    """
+    before = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="reproml-kernel-", ignore_cleanup_errors=True) as folder:
+        os.environ["TMPDIR"] = folder
+        try:
+            yield folder
+        finally:
+            if before is None:
+                del os.environ["TMPDIR"]
+            else:
+                os.environ["TMPDIR"] = before
+
+
 def main(argv: list[str] | None = None) -> int:
     die_with_engine()
     args = build_parser().parse_args(argv)
@@ -356,12 +378,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         request = StageRequest(args.notebook, dict(args.inputs), dict(args.commits), dict(args.parameters),
                                args.report)
-        if args.batch:  # one datum after another, each with its own context and result (reproml.stage.batch)
-            from reproml.stage.batch import serve
+        with kernel_tmpdir():
+            if args.batch:  # one datum after another, each with its own context and result (reproml.stage.batch)
+                from reproml.stage.batch import serve
 
-            return serve(request)
-        context = DatumContext.from_environment()
-        report = run_stage(request, context)
+                return serve(request)
+            context = DatumContext.from_environment()
+            report = run_stage(request, context)
     except ReproError as error:
         print(f"reproml.stage: error: {error}", file=sys.stderr)
         _answer(context, DatumResult(ok=False, error=error.message, hint=error.hint,
