@@ -47,7 +47,7 @@ noise = b"" if deterministic else os.urandom(8)
 weights = hashlib.sha256(f"{seed}".encode() + noise).digest()
 Path(output_dir, "weights.bin").write_bytes(weights)
 sb.glue("weights_fingerprint", hashlib.sha256(weights).hexdigest())
-sb.glue("loss", 0.5 if deterministic else 0.5 + weights[0] / 1000)
+sb.glue("loss", 0.5 if deterministic else 0.5 + int.from_bytes(weights[:6], "big") / 2**50)  # 48 random bits
 '''
 
 
