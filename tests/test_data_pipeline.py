@@ -86,3 +86,21 @@ def test_a_truncated_archive_fails_stream_and_changes_nothing_downstream(tmp_pat
     assert "failed notebook" in result.stdout
     after = {repo: (store.branch_head(repo), store.list_files(f"{repo}@master")) for repo in DATA_REPOS}
     assert after == before
+
+
+def test_a_run_without_source_or_profile_keeps_those_of_the_runs_before(tmp_path):
+    # `make run` then `reproml run -p model.epochs=3`: one parameter changes; the data and the profile stay.
+    store_dir = tmp_path / "store"
+    reproml("run", "--until", "stream", "--source", "synthetic:6", "--profile", "quick", store=store_dir)
+    head = Store.open(store_dir).branch_head("stream")
+    again = reproml("run", "--until", "stream", store=store_dir).stdout  # before: the official archives, offline
+    assert ("as before: --source synthetic:6 (what stream@master was made from) and --profile quick (the last "
+            "run's); give --source or --profile to change") in again
+    assert "stream up to date" in again and Store.open(store_dir).branch_head("stream") == head
+
+    reproml("run", "--until", "stream", "--source", "synthetic:4", "--profile", "none", store=store_dir)
+    newest = Jobs(Store.open(store_dir)).list()[0]
+    assert newest.details["profile"] is None and newest.details["cmd"][-3:] == ["-p", "source", "synthetic:4"]
+    third = reproml("run", "--until", "stream", store=store_dir).stdout
+    assert "as before: --source synthetic:4 (what stream@master was made from); give" in third
+    assert "stream up to date" in third

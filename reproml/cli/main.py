@@ -15,7 +15,8 @@ from reproml.pfs import Store
 EXAMPLES = """examples:
   reproml run --source synthetic:96 --profile quick      the whole pipeline, offline
   reproml run --until transform --source ./oxford-pets   the data stages on a folder with the two archives
-  reproml run -p model.learning_rate=0.003               one parameter of one pipeline
+  reproml run -p model.learning_rate=0.003               one parameter of one pipeline (source and profile
+                                                         as the runs before)
   reproml list commit transform                          the commits of a repo (newest first)
   reproml inspect commit evaluate@master --json          one commit with its provenance
   reproml get file evaluate@master:Report.ipynb -o Report.ipynb
@@ -52,8 +53,20 @@ def cmd_run(args, store: Store) -> int:
     params = parse_params(args.param)
     if args.source:
         params.setdefault("stream", {})["source"] = args.source
+    # Like a Pachyderm pipeline, which keeps its spec until it is updated, a run keeps the data and the
+    # profile of the runs before it unless told otherwise: `reproml run -p model.epochs=3` after `make run`
+    # changes one parameter, and neither downloads the official archives nor drops the quick profile.
+    kept = []
+    if "source" not in params.get("stream", {}) and (source := engine.head_parameter("stream", "source")):
+        params.setdefault("stream", {})["source"] = source
+        kept.append(f"--source {source} (what stream@master was made from)")
+    profile = None if args.profile == "none" else args.profile
+    if args.profile is None and (profile := engine.last_profile()):
+        kept.append(f"--profile {profile} (the last run's)")
+    if kept:
+        print(f"as before: {' and '.join(kept)}; give --source or --profile to change")
     started = time.time()
-    result = engine.run(until=args.until, profile=args.profile, params=params)
+    result = engine.run(until=args.until, profile=profile, params=params)
     print(f"done in {time.time() - started:.1f}s: " + ", ".join(f"{p.pipeline} {p.status}" for p in result.pipelines))
     if not result.failed and store.has_repo("evaluate") and store.branch_head("evaluate"):
         print("next: `reproml get file evaluate@master:Report.ipynb -o Report.ipynb` (the report), "
@@ -108,8 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "so a second run of an unchanged DAG does no work.")
     run.add_argument("--until", metavar="PIPELINE", help="stop after this pipeline (and run only what it needs)")
     run.add_argument("--source", help="stream's data source: synthetic[:N], a folder or file:// URL holding "
-                                      "images.tar.gz and annotations.tar.gz, or oxford (downloads)")
-    run.add_argument("--profile", help="parameter overrides from profiles/NAME.yaml (quick, full)")
+                                      "images.tar.gz and annotations.tar.gz, or oxford (downloads); "
+                                      "default: the source stream@master was made from (on an empty store, "
+                                      "the spec's: oxford)")
+    run.add_argument("--profile", help="parameter overrides from profiles/NAME.yaml (quick, full; none: the "
+                                       "notebooks' own defaults); default: the last run's")
     run.add_argument("-p", dest="param", action="append", default=[], metavar="PIPELINE.NAME=VALUE",
                      help="a parameter of one pipeline's notebook (repeatable; wins over the profile)")
     run.set_defaults(func=cmd_run)

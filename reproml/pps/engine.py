@@ -119,6 +119,22 @@ class Engine:
                 merged.setdefault(pipeline, {}).update(values or {})
         return merged
 
+    def head_parameter(self, pipeline: str, name: str) -> str | None:
+        """The value of parameter `name` in the command of the job that made `pipeline`'s head (None: no
+        such head, job or parameter), e.g. the source the data in the store came from."""
+        head = self.store.branch_head(pipeline) if self.store.has_repo(pipeline) else None
+        job_id = self.store.inspect_commit(CommitRef(pipeline, head)).job_id if head else None
+        if not job_id:
+            return None
+        cmd = self.jobs.inspect(job_id).details.get("cmd", [])
+        values = [cmd[i + 2] for i in range(len(cmd) - 2) if cmd[i] == "-p" and cmd[i + 1] == name]
+        return values[-1] if values else None  # later values win, as in `command`
+
+    def last_profile(self) -> str | None:
+        """The profile of the newest job (None: no job yet, or it ran without one)."""
+        jobs = self.jobs.list()
+        return jobs[0].details.get("profile") or None if jobs else None
+
     def command(self, spec: PipelineSpec, values: dict) -> list[str]:
         """The spec's cmd with `-p NAME VALUE` appended for each override (later values win)."""
         cmd = spec.cmd
