@@ -95,8 +95,14 @@ def test_a_run_without_source_or_profile_keeps_those_of_the_runs_before(tmp_path
     head = Store.open(store_dir).branch_head("stream")
     again = reproml("run", "--until", "stream", store=store_dir).stdout  # before: the official archives, offline
     assert ("as before: --source synthetic:6 (what stream@master was made from) and --profile quick (the last "
-            "run's); give --source or --profile to change") in again
+            "successful job's); give --source or --profile to change") in again
     assert "stream up to date" in again and Store.open(store_dir).branch_head("stream") == head
+    # a run that fails (a mistyped source) changes neither
+    failed = reproml("run", "--until", "stream", "--source", str(tmp_path / "nowhere"), "--profile", "none",
+                     store=store_dir, check=False)
+    assert failed.returncode == 1 and "no such folder" in failed.stdout
+    assert "--source synthetic:6 (what stream@master was made from) and --profile quick" in reproml(
+        "run", "--until", "stream", store=store_dir).stdout
 
     reproml("run", "--until", "stream", "--source", "synthetic:4", "--profile", "none", store=store_dir)
     newest = Jobs(Store.open(store_dir)).list()[0]

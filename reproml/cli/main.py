@@ -62,7 +62,7 @@ def cmd_run(args, store: Store) -> int:
         kept.append(f"--source {source} (what stream@master was made from)")
     profile = None if args.profile == "none" else args.profile
     if args.profile is None and (profile := engine.last_profile()):
-        kept.append(f"--profile {profile} (the last run's)")
+        kept.append(f"--profile {profile} (the last successful job's)")
     if kept:
         print(f"as before: {' and '.join(kept)}; give --source or --profile to change")
     started = time.time()
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "default: the source stream@master was made from (on an empty store, "
                                       "the spec's: oxford)")
     run.add_argument("--profile", help="parameter overrides from profiles/NAME.yaml (quick, full; none: the "
-                                       "notebooks' own defaults); default: the last run's")
+                                       "notebooks' own defaults); default: the newest successful job's")
     run.add_argument("-p", dest="param", action="append", default=[], metavar="PIPELINE.NAME=VALUE",
                      help="a parameter of one pipeline's notebook (repeatable; wins over the profile)")
     run.set_defaults(func=cmd_run)

@@ -131,9 +131,10 @@ class Engine:
         return values[-1] if values else None  # later values win, as in `command`
 
     def last_profile(self) -> str | None:
-        """The profile of the newest job (None: no job yet, or it ran without one)."""
-        jobs = self.jobs.list()
-        return jobs[0].details.get("profile") or None if jobs else None
+        """The profile of the newest successful job (None: none yet, or it ran without one); a run that
+        failed before any job succeeded, a mistyped source say, changes nothing."""
+        done = next((job for job in self.jobs.list() if job.state == "success"), None)
+        return done.details.get("profile") or None if done else None
 
     def command(self, spec: PipelineSpec, values: dict) -> list[str]:
         """The spec's cmd with `-p NAME VALUE` appended for each override (later values win)."""
