@@ -38,6 +38,12 @@ def test_get_file_output_mistakes(store, tmp_path, where, words):
            words)
 
 
+def test_a_missing_file_names_its_commit_as_people_write_it(store):
+    head = store.branch_head("raw")
+    _fails(reproml("get", "file", "raw@master:/a/nope.txt", store=store.root, check=False),
+           f"no file 'a/nope.txt' in raw@{head}", f"see `reproml list file raw@{head}`")
+
+
 def test_get_file_dash_is_stdout(store, tmp_path):
     result = reproml("get", "file", "raw@master:/a/data.txt", "-o", "-", store=store.root, cwd=tmp_path)
     assert result.stdout.encode() == CONTENT and not (tmp_path / "-").exists()

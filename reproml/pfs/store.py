@@ -36,6 +36,9 @@ class CommitRef:
     repo: str
     id: str
 
+    def __str__(self) -> str:
+        return f"{self.repo}@{self.id}"  # as people write it, and messages show it
+
 
 @dataclass(frozen=True)
 class FileInfo:
