@@ -48,6 +48,7 @@ def parse_params(items: list[str]) -> dict[str, dict]:
 
 def cmd_run(args, store: Store) -> int:
     from reproml.pps.engine import Engine, find_project
+    from reproml.pps.spec import upstream_closure
 
     engine = Engine(store, find_project(), progress=lambda line: print(line, flush=True))
     params = parse_params(args.param)
@@ -57,7 +58,9 @@ def cmd_run(args, store: Store) -> int:
     # profile of the runs before it unless told otherwise: `reproml run -p model.epochs=3` after `make run`
     # changes one parameter, and neither downloads the official archives nor drops the quick profile.
     kept = []
-    if "source" not in params.get("stream", {}) and (source := engine.head_parameter("stream", "source")):
+    runs_stream = "stream" in (upstream_closure(engine.specs, args.until) if args.until else engine.specs)
+    if runs_stream and "source" not in params.get("stream", {}) and (
+            source := engine.head_parameter("stream", "source")):
         params.setdefault("stream", {})["source"] = source
         kept.append(f"--source {source} (what stream@master was made from)")
     profile = None if args.profile == "none" else args.profile
