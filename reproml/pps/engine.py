@@ -134,7 +134,7 @@ class Engine:
         """The profile of the newest successful job (None: none yet, or it ran without one); a run that
         failed before any job succeeded, a mistyped source say, changes nothing."""
         done = next((job for job in self.jobs.list() if job.state == "success"), None)
-        return done.details.get("profile") or None if done else None
+        return (done.details.get("profile") or None) if done else None
 
     def command(self, spec: PipelineSpec, values: dict) -> list[str]:
         """The spec's cmd with `-p NAME VALUE` appended for each override (later values win)."""
