@@ -91,14 +91,22 @@ def test_a_parameter_for_a_pipeline_until_leaves_out(fixture_project, store):
     assert not Store.open(store.root).has_repo("copy")  # refused before any work
 
 
+def test_a_source_stream_cannot_read_is_refused_before_any_work(store, tmp_path):
+    result = reproml("run", "--source", f"synthetic:6+{tmp_path / 'nowhere'}", store=store.root, check=False)
+    _fails(result, f"--source: unknown source '{tmp_path / 'nowhere'}' (no such folder either)",
+           "e.g. --source synthetic:96")
+    _fails(reproml("run", "--source", "synthetic:0", store=store.root, check=False), "positive integer")
+    assert not Store.open(store.root).has_repo("stream")
+
+
 def test_a_kept_source_is_not_forced_on_a_run_that_leaves_stream_out(fixture_project, store):
     raw = {"pfs": {"repo": "raw", "glob": "/"}}
     project = fixture_project([echo_spec("stream", raw, "--in", "input_dir=raw", "-p", "source", "official"),
                                echo_spec("other", raw, "--in", "input_dir=raw")])
     echo = project / "notebooks" / "echo.py"
     echo.write_text(echo.read_text().replace("factor: int = 1", 'source: str = ""  # unread\nfactor: int = 1'))
-    reproml("run", "--until", "stream", "--source", "mine", store=store.root, cwd=project)
-    assert "as before: --source mine" in reproml("run", "--until", "stream", store=store.root, cwd=project).stdout
+    reproml("run", "--until", "stream", "--source", "synthetic:3", store=store.root, cwd=project)
+    assert "as before: --source synthetic:3" in reproml("run", "--until", "stream", store=store.root, cwd=project).stdout
     other = reproml("run", "--until", "other", store=store.root, cwd=project, check=False)
     assert other.returncode == 0 and "--source" not in other.stdout, other.stdout + other.stderr
 

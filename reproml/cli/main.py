@@ -46,6 +46,20 @@ def parse_params(items: list[str]) -> dict[str, dict]:
 # Commands
 
 
+def check_source(source: str, project: Path) -> None:
+    """Refuse a source stream cannot read before any work; a folder is looked up from the project root,
+    where the stages run."""
+    from reproml.seg.sources import parse_source
+
+    for part in source.split("+"):
+        try:
+            if not (project / part).is_dir():
+                parse_source(part)
+        except ValueError as error:
+            raise ReproError(f"--source: {error}", "e.g. --source synthetic:96, or a folder holding images.tar.gz "
+                             "and annotations.tar.gz (relative to the project root)") from None
+
+
 def cmd_run(args, store: Store) -> int:
     from reproml.pps.engine import Engine, find_project
     from reproml.pps.spec import upstream_closure
@@ -53,6 +67,7 @@ def cmd_run(args, store: Store) -> int:
     engine = Engine(store, find_project(), progress=lambda line: print(line, flush=True))
     params = parse_params(args.param)
     if args.source:
+        check_source(args.source, engine.project)
         params.setdefault("stream", {})["source"] = args.source
     # Like a Pachyderm pipeline, which keeps its spec until it is updated, a run keeps the data and the
     # profile of the runs before it unless told otherwise: `reproml run -p model.epochs=3` after `make run`
