@@ -96,6 +96,10 @@ def test_a_source_stream_cannot_read_is_refused_before_any_work(store, tmp_path)
     _fails(result, f"--source: unknown source '{tmp_path / 'nowhere'}' (no such folder either)",
            "e.g. --source synthetic:96")
     _fails(reproml("run", "--source", "synthetic:0", store=store.root, check=False), "positive integer")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "images.tar.gz").write_bytes(b"")
+    _fails(reproml("run", "--source", str(tmp_path / "half"), store=store.root, check=False),
+           f"--source: source folder {tmp_path / 'half'} has no annotations.tar.gz", "a folder holding")
     assert not Store.open(store.root).has_repo("stream")
 
 

@@ -97,9 +97,11 @@ def test_a_run_without_source_or_profile_keeps_those_of_the_runs_before(tmp_path
     assert ("as before: --source synthetic:6 (what stream@master was made from) and --profile quick (the last "
             "successful job's); give --source or --profile to change") in again
     assert "stream up to date" in again and Store.open(store_dir).branch_head("stream") == head
-    # a run that fails (a folder without the archives) changes neither
-    (tmp_path / "empty").mkdir()
-    failed = reproml("run", "--until", "stream", "--source", str(tmp_path / "empty"), "--profile", "none",
+    # a run that fails (archives that are not archives) changes neither
+    (tmp_path / "junk").mkdir()
+    for name in ("images.tar.gz", "annotations.tar.gz"):
+        (tmp_path / "junk" / name).write_bytes(b"not a gzip file")
+    failed = reproml("run", "--until", "stream", "--source", str(tmp_path / "junk"), "--profile", "none",
                      store=store_dir, check=False)
     assert failed.returncode == 1 and "stream failed" in failed.stdout
     assert "--source synthetic:6 (what stream@master was made from) and --profile quick" in reproml(

@@ -49,12 +49,14 @@ def parse_params(items: list[str]) -> dict[str, dict]:
 def check_source(source: str, project: Path) -> None:
     """Refuse a source stream cannot read before any work; a folder is looked up from the project root,
     where the stages run."""
-    from reproml.seg.sources import parse_source
+    from reproml.seg.sources import ARCHIVES, parse_source
 
     for part in source.split("+"):
         try:
             if not (project / part).is_dir():
                 parse_source(part)
+            elif missing := [name for name in ARCHIVES if not (project / part / name).is_file()]:
+                raise ValueError(f"source folder {part} has no {' and no '.join(missing)}")
         except ValueError as error:
             raise ReproError(f"--source: {error}", "e.g. --source synthetic:96, or a folder holding images.tar.gz "
                              "and annotations.tar.gz (relative to the project root)") from None
