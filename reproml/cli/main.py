@@ -46,34 +46,15 @@ def parse_params(items: list[str]) -> dict[str, dict]:
 # Commands
 
 
-def check_source(source: str, project: Path) -> None:
-    """Refuse a source stream cannot read before any work; a folder is looked up from the project root,
-    where the stages run."""
-    from reproml.seg.sources import ARCHIVES, parse_source
+def _keep_last_settings(engine, args, params: dict[str, dict]) -> str | None:
+    """The run's profile, and stream's source added to params, kept from the runs before when not given.
 
-    for part in source.split("+"):
-        try:
-            if not (project / part).is_dir():
-                parse_source(part)
-            elif missing := [name for name in ARCHIVES if not (project / part / name).is_file()]:
-                raise ValueError(f"source folder {part} has no {' and no '.join(missing)}")
-        except ValueError as error:
-            raise ReproError(f"--source: {error}", "e.g. --source synthetic:96, or a folder holding images.tar.gz "
-                             "and annotations.tar.gz (relative to the project root)") from None
-
-
-def cmd_run(args, store: Store) -> int:
-    from reproml.pps.engine import Engine, find_project
+    Like a Pachyderm pipeline, which keeps its spec until it is updated: `reproml run -p model.epochs=3`
+    after `make run` changes one parameter, and neither downloads the official archives nor drops the
+    quick profile. Says on one line what it kept.
+    """
     from reproml.pps.spec import upstream_closure
 
-    engine = Engine(store, find_project(), progress=lambda line: print(line, flush=True))
-    params = parse_params(args.param)
-    if args.source:
-        check_source(args.source, engine.project)
-        params.setdefault("stream", {})["source"] = args.source
-    # Like a Pachyderm pipeline, which keeps its spec until it is updated, a run keeps the data and the
-    # profile of the runs before it unless told otherwise: `reproml run -p model.epochs=3` after `make run`
-    # changes one parameter, and neither downloads the official archives nor drops the quick profile.
     kept = []
     runs_stream = "stream" in (upstream_closure(engine.specs, args.until) if args.until else engine.specs)
     if runs_stream and "source" not in params.get("stream", {}) and (
@@ -85,6 +66,24 @@ def cmd_run(args, store: Store) -> int:
         kept.append(f"--profile {profile} (the last successful job's)")
     if kept:
         print(f"as before: {' and '.join(kept)}; give --source or --profile to change")
+    return profile
+
+
+def cmd_run(args, store: Store) -> int:
+    from reproml.pps.engine import Engine, find_project
+
+    engine = Engine(store, find_project(), progress=lambda line: print(line, flush=True))
+    params = parse_params(args.param)
+    if args.source:
+        from reproml.seg import sources  # numpy and PIL come with it: only for a run given --source
+
+        try:
+            sources.check_source(args.source, engine.project)
+        except ValueError as error:
+            raise ReproError(f"--source: {error}", "e.g. --source synthetic:96, or a folder holding images.tar.gz "
+                             "and annotations.tar.gz (relative to the project root)") from None
+        params.setdefault("stream", {})["source"] = args.source
+    profile = _keep_last_settings(engine, args, params)
     started = time.time()
     result = engine.run(until=args.until, profile=profile, params=params)
     print(f"done in {time.time() - started:.1f}s: " + ", ".join(f"{p.pipeline} {p.status}" for p in result.pipelines))

@@ -72,6 +72,22 @@ def parse_source(source: str) -> Source:
     raise ValueError(f"unknown source {source!r} (no such folder either); valid forms: {VALID_FORMS}")
 
 
+def missing_archives(folder: str | Path) -> list[str]:
+    """The archives a folder source lacks (none: it can be read)."""
+    return [name for name in ARCHIVES if not (Path(folder) / name).is_file()]
+
+
+def check_source(source: str, root: str | Path) -> None:
+    """Raise `ValueError` when stream could not read `source` (parts joined by '+'), fetching nothing: a form
+    it does not know, or a folder (looked up from `root`, where the stages run) without the two archives."""
+    for part in source.split("+"):
+        folder = Path(root) / part
+        if not folder.is_dir():
+            parse_source(part)
+        elif missing := missing_archives(folder):
+            raise ValueError(f"source folder {part} has no {' and no '.join(missing)}")
+
+
 def progress_line(name: str, done: int, total: int | None) -> str | None:
     """The line that reports a transfer at every tenth of the way (every 64 MiB when the size is unknown), else None."""
     step = max(total // 10, CHUNK_BYTES) if total else 64 * CHUNK_BYTES
@@ -162,11 +178,11 @@ def fetch(source: str, output_dir: str | Path, seed: int = 0, progress: Progress
         synthetic.write_archives(output_dir, parsed.samples, seed)
         info.update(samples=parsed.samples, seed=seed)
     elif parsed.kind == "folder":
+        if missing := missing_archives(parsed.location):
+            raise FileNotFoundError(f"source folder {parsed.location} has no {missing[0]}; a folder source must "
+                                    f"hold {' and '.join(ARCHIVES)}")
         for name in ARCHIVES:
             origin = Path(parsed.location) / name
-            if not origin.is_file():
-                raise FileNotFoundError(f"source folder {parsed.location} has no {name}; a folder source must "
-                                        f"hold {' and '.join(ARCHIVES)}")
             with open(origin, "rb") as reader:
                 _copy(reader, output_dir / name, origin.stat().st_size, progress)
     else:
